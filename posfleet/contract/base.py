@@ -1,0 +1,29 @@
+"""Common base for the payload models of the contract."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict
+
+
+def _require_tz(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T12:00:00Z")
+    return value.astimezone(UTC)
+
+
+AwareDatetime = Annotated[datetime, AfterValidator(_require_tz)]
+"""A timestamp with an explicit offset, normalised to UTC."""
+
+
+def utcnow() -> datetime:
+    """The current time in UTC, as every payload timestamp is written."""
+    return datetime.now(UTC)
+
+
+class StrictModel(BaseModel):
+    """A payload an agent produces: unknown fields are errors, models are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_max_length=4096)

@@ -1,0 +1,54 @@
+"""Fault events a terminal reports the moment they happen."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated
+
+from pydantic import Field, NonNegativeInt
+
+from posfleet.contract.base import AwareDatetime, StrictModel
+
+
+class Component(StrEnum):
+    """The part of a terminal a fault belongs to."""
+
+    PRINTER = "printer"
+    CARD_READER = "card_reader"
+    PIN_PAD = "pin_pad"
+    TAMPER = "tamper"
+    BATTERY = "battery"
+    POWER = "power"
+    TEMPERATURE = "temperature"
+    NETWORK = "network"
+    STORAGE = "storage"
+    CLOCK = "clock"
+    KEYS = "keys"
+    FIRMWARE = "firmware"
+    SYSTEM = "system"
+    SERIAL_LINK = "serial_link"
+
+
+class Severity(StrEnum):
+    """How urgent a fault is, from least to most."""
+
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+    CRITICAL = "critical"
+
+
+class FaultEvent(StrictModel):
+    """Published on ``event`` when the terminal detects a fault."""
+
+    seq: NonNegativeInt = Field(description="per-terminal sequence number shared with health")
+    ts: AwareDatetime
+    code: Annotated[str, Field(pattern=r"^[a-z0-9_.]{1,64}$")] = Field(
+        description="stable machine-readable fault code, e.g. printer.no_paper"
+    )
+    component: Component
+    severity: Severity
+    detail: Annotated[str, Field(max_length=1024)] = ""
+    zvt_result_code: Annotated[int, Field(ge=0, le=255)] | None = Field(
+        default=None, description="ZVT result code that raised it, when it came from ZVT"
+    )
