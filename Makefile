@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto mosquitto-clients victoria-metrics chromium
+SYSTEM_PACKAGES := mosquitto mosquitto-clients
 DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest system-deps setup clean

@@ -59,7 +59,9 @@ class Battery(StrictModel):
     percent: Percent
     charging: bool
     health_percent: Percent | None = None
-    cycles: NonNegativeInt | None = Field(default=None, description="charge cycles over the battery's life")
+    cycles: NonNegativeInt | None = Field(
+        default=None, description="charge cycles over the battery's life"
+    )
 
 
 class Printer(StrictModel):
@@ -97,7 +99,9 @@ class Network(StrictModel):
         default=None, description="Wi-Fi or cellular signal; None on Ethernet"
     )
     host_reachable: bool
-    tls_failures: NonNegativeInt = Field(default=0, description="TLS handshake failures since reboot")
+    tls_failures: NonNegativeInt = Field(
+        default=0, description="TLS handshake failures since reboot"
+    )
     latency_ms: Annotated[float, Field(ge=0)] | None = None
 
 
@@ -134,7 +138,9 @@ class HealthMetrics(StrictModel):
     network: Network | None = None
     storage_used_pct: Percent | None = None
     memory_used_pct: Percent | None = None
-    clock_offset_s: float | None = Field(default=None, description="terminal clock minus network time")
+    clock_offset_s: float | None = Field(
+        default=None, description="terminal clock minus network time"
+    )
     keys: Keys | None = None
     tamper: bool = False
     transactions: Transactions | None = None
@@ -147,5 +153,7 @@ class HealthReport(StrictModel):
 
     seq: NonNegativeInt = Field(description="per-terminal sequence number shared with events")
     ts: AwareDatetime
-    interval_s: Annotated[int, Field(ge=1, le=86400)] = Field(description="the agent's report interval")
+    interval_s: Annotated[int, Field(ge=1, le=86400)] = Field(
+        description="the agent's report interval"
+    )
     metrics: HealthMetrics

@@ -1,0 +1,276 @@
+"""The agent daemon: poll the terminal, write every report to the outbox, drain it uplink.
+
+Three named tasks share one :class:`asyncio.TaskGroup`:
+
+- ``health``: every ``health_interval_s`` read the terminal's health and store a report;
+- ``faults``: every ``fault_poll_s`` ask the terminal for new faults and store each as an
+  event the moment it is seen;
+- ``drain``: publish what the outbox holds, oldest first, and delete each entry only once
+  the broker acknowledged it (so a crash or an outage never loses a report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from posfleet import __version__
+from posfleet.agent.drivers.base import DetectedFault, TerminalDriver, TerminalIdentity
+from posfleet.agent.errors import UplinkError
+from posfleet.agent.outbox import EntryKind, Outbox
+from posfleet.agent.serial.errors import SerialLinkError
+from posfleet.agent.uplink import Retained, Uplink
+from posfleet.contract import (
+    Channel,
+    Component,
+    FaultEvent,
+    HealthReport,
+    Inventory,
+    Severity,
+    State,
+    encode,
+    utcnow,
+)
+
+log = logging.getLogger(__name__)
+
+DRAIN_WINDOW = 20
+"""Messages in flight at once while draining; paho keeps them in order on one connection."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentIdentity:
+    """Who this agent is, beyond what the terminal says about itself."""
+
+    terminal_id: str
+    boot_id: str
+    site_id: str = ""
+    timezone: str = "UTC"
+    agent_version: str = __version__
+
+
+def state_payload(identity: AgentIdentity, *, online: bool, now: datetime | None = None) -> bytes:
+    """The retained ``state`` message: birth when online, LWT / goodbye when not."""
+    return encode(
+        State(
+            online=online,
+            agent_version=identity.agent_version,
+            boot_id=identity.boot_id,
+            ts=now or utcnow(),
+        )
+    )
+
+
+def inventory_payload(identity: AgentIdentity, terminal: TerminalIdentity) -> bytes:
+    """The retained ``inventory`` message built from what the terminal reports."""
+    return encode(
+        Inventory(
+            model=terminal.model,
+            serial=terminal.serial,
+            hw_revision=terminal.hw_revision,
+            firmware_version=terminal.firmware_version,
+            app_versions=terminal.app_versions,
+            agent_version=identity.agent_version,
+            merchant_id=terminal.merchant_id,
+            site_id=identity.site_id,
+            timezone=identity.timezone,
+            capabilities=terminal.capabilities,
+            ts=utcnow(),
+        )
+    )
+
+
+class Agent:
+    """One terminal's agent: driver in, outbox in the middle, uplink out."""
+
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        driver: TerminalDriver,
+        uplink: Uplink,
+        outbox: Outbox,
+        *,
+        health_interval_s: float,
+        fault_poll_s: float,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.identity = identity
+        self.driver = driver
+        self.uplink = uplink
+        self.outbox = outbox
+        self.health_interval_s = health_interval_s
+        self.fault_poll_s = fault_poll_s
+        self._clock = clock
+        self._serial = asyncio.Lock()
+        self._outbox_changed = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._link_fault_open = False
+        self.reports_stored = 0
+        self.events_stored = 0
+        self.refused = 0
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current step."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Run until :meth:`stop` is called (or the task is cancelled)."""
+        self.uplink.set_retained(
+            [Retained(Channel.STATE, state_payload(self.identity, online=True))]
+        )
+        terminal = await self._identify()
+        if terminal is not None:
+            self._announce(terminal)
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(
+                    self._every(self.health_interval_s, self.poll_health), name="health"
+                )
+                tasks.create_task(self._every(self.fault_poll_s, self.poll_faults), name="faults")
+                tasks.create_task(self._drain(), name="drain")
+                tasks.create_task(self._stopper(), name="stopper")
+        except* _Stopped:
+            pass
+
+    def _announce(self, terminal: TerminalIdentity) -> None:
+        self.uplink.set_retained(
+            [
+                Retained(Channel.STATE, state_payload(self.identity, online=True)),
+                Retained(Channel.INVENTORY, inventory_payload(self.identity, terminal)),
+            ]
+        )
+
+    async def _identify(self) -> TerminalIdentity | None:
+        try:
+            async with self._serial:
+                return await self.driver.identify()
+        except SerialLinkError as exc:
+            log.error("%s: cannot identify the terminal: %s", self.identity.terminal_id, exc)
+            self._link_failed(exc)
+            return None
+
+    async def poll_health(self) -> None:
+        """Read health once and store it as the next report."""
+        try:
+            async with self._serial:
+                metrics = await self.driver.read_health()
+        except SerialLinkError as exc:
+            log.warning("%s: health read failed: %s", self.identity.terminal_id, exc)
+            self._link_failed(exc)
+            return
+        if self._link_fault_open:
+            self._link_fault_open = False
+            terminal = await self._identify()
+            if terminal is not None:
+                self._announce(terminal)
+        ts = self._clock()
+        self.outbox.append(
+            Channel.HEALTH,
+            EntryKind.HEALTH,
+            lambda seq: encode(
+                HealthReport(
+                    seq=seq,
+                    ts=ts,
+                    interval_s=max(1, round(self.health_interval_s)),
+                    metrics=metrics,
+                )
+            ),
+        )
+        self.reports_stored += 1
+        self._outbox_changed.set()
+
+    async def poll_faults(self) -> None:
+        """Ask the terminal for new faults and store each as an event."""
+        try:
+            async with self._serial:
+                faults = await self.driver.read_faults()
+        except SerialLinkError as exc:
+            self._link_failed(exc)
+            return
+        for fault in faults:
+            self.store_event(fault)
+
+    def store_event(self, fault: DetectedFault) -> None:
+        """Store one fault event in the outbox, ready to send."""
+        ts = self._clock()
+        self.outbox.append(
+            Channel.EVENT,
+            EntryKind.EVENT,
+            lambda seq: encode(
+                FaultEvent(
+                    seq=seq,
+                    ts=ts,
+                    code=fault.code,
+                    component=fault.component,
+                    severity=fault.severity,
+                    detail=fault.detail[:1024],
+                    zvt_result_code=fault.zvt_result_code,
+                )
+            ),
+        )
+        self.events_stored += 1
+        self._outbox_changed.set()
+
+    def _link_failed(self, exc: SerialLinkError) -> None:
+        # One event per outage of the serial link, not one per failed poll.
+        if self._link_fault_open:
+            return
+        self._link_fault_open = True
+        self.store_event(
+            DetectedFault(
+                code="serial_link.no_response",
+                component=Component.SERIAL_LINK,
+                severity=Severity.ERROR,
+                detail=f"terminal does not answer on its serial link: {exc}",
+            )
+        )
+
+    async def _every(self, period: float, step: Callable[[], object]) -> None:
+        next_at = time.monotonic()
+        while True:
+            result = step()
+            if asyncio.iscoroutine(result):
+                await result
+            next_at += period
+            delay = next_at - time.monotonic()
+            if delay < 0:  # fell behind (slow link): skip missed ticks instead of bursting
+                next_at = time.monotonic()
+                delay = 0
+            await asyncio.sleep(delay)
+
+    async def _drain(self) -> None:
+        while True:
+            await self.uplink.wait_connected()
+            entries = self.outbox.peek(DRAIN_WINDOW)
+            if not entries:
+                self._outbox_changed.clear()
+                if not self.outbox.peek(1):
+                    await self._outbox_changed.wait()
+                continue
+            futures = [self.uplink.publish(e.channel, e.payload) for e in entries]
+            for entry, fut in zip(entries, futures, strict=True):
+                try:
+                    await fut
+                except UplinkError as exc:
+                    # The broker refused this message (ACL, size): resending cannot help and
+                    # keeping it would block every report behind it. Count it and go on.
+                    self.refused += 1
+                    log.error(
+                        "%s: broker refused outbox entry %d: %s",
+                        self.identity.terminal_id,
+                        entry.id,
+                        exc,
+                    )
+                self.outbox.remove(entry.id)
+
+    async def _stopper(self) -> None:
+        await self._stop.wait()
+        raise _Stopped
+
+
+class _Stopped(Exception):
+    """Raised inside the task group to end :meth:`Agent.run` cleanly."""

@@ -1,0 +1,110 @@
+"""The agent's one settings object: TOML file plus ``POSFLEET_AGENT_*`` environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from posfleet.agent.errors import ConfigError
+from posfleet.contract import validate_terminal_id
+from posfleet.settings_files import load_settings, toml_aware_sources
+
+DEFAULT_CONFIG_FILE = Path("/etc/posfleet/agent.toml")
+
+
+class AgentSettings(BaseSettings):
+    """Everything the agent daemon needs to know; invalid combinations fail at load time."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="POSFLEET_AGENT_", extra="forbid", validate_default=True
+    )
+
+    terminal_id: str = Field(description="this terminal's id, also its MQTT username")
+    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://")
+    username: str | None = Field(default=None, description="defaults to the terminal id")
+    password: SecretStr = SecretStr("")
+    tls_ca_file: Path | None = None
+    keepalive_s: Annotated[int, Field(ge=2, le=3600)] = 60
+
+    serial_url: str = Field(description="device path, pty, socket://host:port or rfc2217://")
+    baudrate: int = 9600
+    driver: str = Field(default="maintenance", pattern=r"^(maintenance|zvt)$")
+    reply_timeout_s: Annotated[float, Field(gt=0, le=600)] = 10.0
+
+    health_interval_s: Annotated[int, Field(ge=1, le=86400)] = 60
+    fault_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
+    state_dir: Path = Path("/var/lib/posfleet-agent")
+    outbox_max_entries: Annotated[int, Field(ge=10)] = 50_000
+
+    site_id: str = ""
+    timezone: str = "UTC"
+
+    @field_validator("terminal_id")
+    @classmethod
+    def _valid_id(cls, value: str) -> str:
+        return validate_terminal_id(value)
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_broker_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(
+                f"broker_url {value!r} must look like mqtt://host:1883 or mqtts://host:8883"
+            )
+        return value
+
+    @field_validator("baudrate")
+    @classmethod
+    def _valid_baudrate(cls, value: int) -> int:
+        if value not in (9600, 19200, 38400, 57600, 115200):
+            raise ValueError(f"baudrate {value} is not one a ZVT terminal speaks (9600 ... 115200)")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentSettings:
+        if self.broker_url.startswith("mqtts://") is False and self.tls_ca_file is not None:
+            raise ValueError("tls_ca_file is set but broker_url is not mqtts://")
+        if self.fault_poll_s > self.health_interval_s:
+            raise ValueError("fault_poll_s must not exceed health_interval_s")
+        return self
+
+    @property
+    def broker_host(self) -> str:
+        """Host part of :attr:`broker_url`."""
+        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def broker_port(self) -> int:
+        """Port of :attr:`broker_url`, defaulting to 1883 / 8883."""
+        parts = urlsplit(self.broker_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def mqtt_username(self) -> str:
+        """The MQTT username: :attr:`username` or the terminal id."""
+        return self.username or self.terminal_id
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then environment, then the TOML file."""
+        return toml_aware_sources(settings_cls, init_settings, env_settings)
+
+
+def load_agent_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:
+    """Load settings from ``config_file`` (if given and present), the environment and overrides.
+
+    Raises :class:`ConfigError` with every problem listed, one per line.
+    """
+    return load_settings(AgentSettings, config_file, ConfigError, **overrides)

@@ -1,0 +1,109 @@
+"""The central service's composition root: database, ingest bridge and dashboard.
+
+The dashboard app owns the bridge's lifetime through ``cleanup_ctx``, so stopping the web
+app stops ingest too, in the right order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posfleet.broker_bridge.ingest import Ingest
+from posfleet.broker_bridge.mqtt_settings import BrokerConnection
+from posfleet.central.settings import CentralSettings
+from posfleet.dashboard import create_app
+from posfleet.store.engine import create_engine
+from posfleet.store.migrate import upgrade
+
+log = logging.getLogger(__name__)
+
+INGEST_KEY = web.AppKey("ingest", Ingest)
+
+
+def broker_connection(settings: CentralSettings) -> BrokerConnection:
+    """The bridge's broker connection as configured."""
+    return BrokerConnection(
+        host=settings.broker_host,
+        port=settings.broker_port,
+        username=settings.broker_username,
+        password=settings.broker_password.get_secret_value(),
+        client_id=settings.client_id,
+        share_group=settings.share_group,
+        tls=settings.broker_url.startswith("mqtts://"),
+    )
+
+
+def _ingest_ctx(
+    settings: CentralSettings, engine: AsyncEngine
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with Ingest(broker_connection(settings), engine) as ingest:
+            app[INGEST_KEY] = ingest
+            yield
+
+    return ctx
+
+
+@dataclass(frozen=True, slots=True)
+class RunningCentral:
+    """Handles to a started central service."""
+
+    url: str
+    engine: AsyncEngine
+    app: web.Application
+
+    @property
+    def ingest(self) -> Ingest:
+        """The running ingest bridge."""
+        return self.app[INGEST_KEY]
+
+
+@asynccontextmanager
+async def running_central(settings: CentralSettings) -> AsyncIterator[RunningCentral]:
+    """Migrate the database, start ingest and the dashboard; stop both on exit."""
+    url = settings.resolved_database_url
+    settings.var_dir.mkdir(parents=True, exist_ok=True)
+    await asyncio.to_thread(upgrade, url)
+    engine = create_engine(url)
+    app = create_app(
+        engine,
+        session_secret=settings.session_secret(),
+        extra_cleanup_ctx=(_ingest_ctx(settings, engine),),
+    )
+    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.http_host, settings.http_port)
+        await site.start()
+        port = _bound_port(runner, settings.http_port)
+        yield RunningCentral(f"http://{settings.http_host}:{port}", engine, app)
+    finally:
+        await runner.cleanup()
+        await engine.dispose()
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+async def serve_forever(
+    settings: CentralSettings,
+    stop: asyncio.Event,
+    on_ready: Callable[[str], Awaitable[None]] | None = None,
+) -> None:
+    """Run the central service until ``stop`` is set."""
+    async with running_central(settings) as central:
+        log.info("central service listening on %s", central.url)
+        if on_ready is not None:
+            await on_ready(central.url)
+        await stop.wait()

@@ -1,0 +1,90 @@
+"""The central service's one settings object: ``POSFLEET_*`` environment and a TOML file."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from posfleet.central.errors import CentralError
+from posfleet.settings_files import load_settings, toml_aware_sources
+
+
+class SettingsError(CentralError):
+    """The central configuration is invalid; the message says what to change."""
+
+
+class CentralSettings(BaseSettings):
+    """Everything the central service needs: database, broker, web listener."""
+
+    model_config = SettingsConfigDict(env_prefix="POSFLEET_", extra="forbid")
+
+    var_dir: Path = Field(default=Path("var"), description="state: database, secrets, artifacts")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in var_dir"
+    )
+    broker_url: str = "mqtt://127.0.0.1:1883"
+    broker_username: str = "central"
+    broker_password: SecretStr = SecretStr("")
+    share_group: str | None = Field(
+        default=None, description="MQTT v5 shared-subscription group for scale-out"
+    )
+    client_id: str = "posfleet-central"
+    http_host: str = "127.0.0.1"
+    http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+
+    @field_validator("broker_url")
+    @classmethod
+    def _valid_broker_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+            raise ValueError(f"broker_url {value!r} must look like mqtt://host:1883")
+        return value
+
+    @property
+    def broker_host(self) -> str:
+        """Host part of :attr:`broker_url`."""
+        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+
+    @property
+    def broker_port(self) -> int:
+        """Port of :attr:`broker_url`."""
+        parts = urlsplit(self.broker_url)
+        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+
+    @property
+    def resolved_database_url(self) -> str:
+        """:attr:`database_url`, or the SQLite file under :attr:`var_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.var_dir / 'posfleet.db').resolve()}"
+
+    def session_secret(self) -> bytes:
+        """The key that signs dashboard sessions, created on first use in ``var_dir``."""
+        path = self.var_dir / "session-secret"
+        if not path.exists():
+            self.var_dir.mkdir(parents=True, exist_ok=True)
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32), encoding="ascii")
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Precedence: explicit arguments, then environment, then the TOML file."""
+        return toml_aware_sources(settings_cls, init_settings, env_settings)
+
+
+def load_central_settings(config_file: Path | None = None, **overrides: object) -> CentralSettings:
+    """Load settings from ``config_file``, the environment and ``overrides``."""
+    return load_settings(CentralSettings, config_file, SettingsError, **overrides)

@@ -1,0 +1,54 @@
+"""Loading a pydantic-settings class from a TOML file, the environment and overrides.
+
+Shared by the agent and the central service so both read configuration the same way and
+explain a bad one the same way: every problem, one per line, with where it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+S = TypeVar("S", bound=BaseSettings)
+
+
+def toml_aware_sources(
+    settings_cls: type[BaseSettings],
+    init_settings: PydanticBaseSettingsSource,
+    env_settings: PydanticBaseSettingsSource,
+) -> tuple[PydanticBaseSettingsSource, ...]:
+    """Sources in order of precedence: arguments, environment, then the TOML file if any."""
+    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+    if settings_cls.model_config.get("toml_file") is not None:
+        sources.append(TomlConfigSettingsSource(settings_cls))
+    return tuple(sources)
+
+
+def load_settings(
+    cls: type[S], config_file: Path | None, error: type[Exception], **overrides: Any
+) -> S:
+    """Build ``cls`` from ``config_file`` (TOML), the environment and ``overrides``.
+
+    Raises ``error`` with a readable list of every invalid or missing value.
+    """
+    if config_file is not None and not config_file.is_file():
+        raise error(f"config file {config_file} does not exist")
+    config = SettingsConfigDict(**{**cls.model_config, "toml_file": config_file})
+    bound = type(cls.__name__, (cls,), {"model_config": config})
+    try:
+        settings: S = bound(**overrides)
+    except ValidationError as exc:
+        lines = [f"invalid configuration{f' in {config_file}' if config_file else ''}:"]
+        for err in exc.errors(include_url=False):
+            where = ".".join(str(p) for p in err["loc"]) or "settings"
+            lines.append(f"  {where}: {err['msg']}")
+        raise error("\n".join(lines)) from None
+    return settings

@@ -1,0 +1,1 @@
+"""Unit tests: one component at a time, no servers but files and SQLite."""
