@@ -104,7 +104,7 @@ class MqttUplink:
 
     async def __aenter__(self) -> MqttUplink:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
         self._client.connect_async(
             self._endpoint.host,

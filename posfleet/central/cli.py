@@ -47,9 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="posfleet", description=__doc__)
     parser.add_argument("--version", action="version", version=f"posfleet {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument(
-        "-c", "--config", type=Path, help="TOML settings file (POSFLEET_* env wins)"
-    )
+    parser.add_argument("-c", "--config", type=Path, help="TOML settings file (env wins)")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the central service (ingest + dashboard)")

@@ -88,18 +88,19 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
             var_dir=var_dir,
             broker_url=broker.url,
             broker_username=central_creds.username,
-            broker_password=central_creds.password,  # type: ignore[arg-type]
+            broker_password=central_creds.password,
             http_port=options.port,
             client_id="posfleet-demo-central",
         )
         async with running_central(settings) as central:
             _token, login = await _create_demo_accounts(settings, var_dir)
             fleet = await _start_fleet(fleet_file, options, var_dir)
+            token_file = var_dir / "api-token"
             try:
                 print(
                     f"\nposfleet demo is running: {options.terminals} simulated terminals\n"
                     f"  dashboard:  {central.url}/   (login: {login})\n"
-                    f'  API:        curl -H "Authorization: Bearer $(cat {var_dir / "api-token"})" '
+                    f'  API:        curl -H "Authorization: Bearer $(cat {token_file})" '
                     f"{central.url}/api/v1/terminals\n"
                     f"  broker:     {broker.url}\n"
                     f"Press Ctrl-C to stop.\n",

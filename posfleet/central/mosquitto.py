@@ -174,6 +174,9 @@ class MosquittoBroker:
             stdin=subprocess.DEVNULL,
             stdout=self._stderr,
             stderr=self._stderr,
+            # Its own process group: a Ctrl-C in the terminal must not kill the broker
+            # before the clients it serves have said goodbye; we stop it last, ourselves.
+            start_new_session=True,
         )
         self._finalizer = weakref.finalize(self, _terminate, self._process)
         try:

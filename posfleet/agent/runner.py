@@ -1,0 +1,83 @@
+"""Compose one agent from its settings: serial link, driver, outbox, uplink, daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+
+from posfleet.agent.daemon import Agent, AgentIdentity, state_payload
+from posfleet.agent.drivers import MaintenanceDriver, TerminalDriver
+from posfleet.agent.errors import ConfigError
+from posfleet.agent.outbox import Outbox
+from posfleet.agent.serial import PortSettings, SerialLink
+from posfleet.agent.settings import AgentSettings
+from posfleet.agent.uplink import BrokerEndpoint, MqttUplink
+
+log = logging.getLogger(__name__)
+
+
+def make_driver(settings: AgentSettings, link: SerialLink) -> TerminalDriver:
+    """The driver named in the settings, on ``link``."""
+    if settings.driver == "maintenance":
+        return MaintenanceDriver(link, reply_timeout=settings.reply_timeout_s)
+    raise ConfigError(f"driver {settings.driver!r} is not available in this agent build")
+
+
+def broker_endpoint(settings: AgentSettings) -> BrokerEndpoint:
+    """Where the uplink connects, from the settings."""
+    return BrokerEndpoint(
+        host=settings.broker_host,
+        port=settings.broker_port,
+        username=settings.mqtt_username,
+        password=settings.password.get_secret_value(),
+        client_id=f"agent-{settings.terminal_id}",
+        keepalive_s=settings.keepalive_s,
+        tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+        use_tls=settings.broker_url.startswith("mqtts://"),
+    )
+
+
+async def run_agent(settings: AgentSettings, stop: asyncio.Event, *, durable: bool = True) -> None:
+    """Run one agent until ``stop`` is set; on the way out say offline and close cleanly.
+
+    ``durable=False`` relaxes the outbox's fsync (for the fleet simulator only).
+    """
+    identity = AgentIdentity(
+        terminal_id=settings.terminal_id,
+        boot_id=uuid.uuid4().hex,
+        site_id=settings.site_id,
+        timezone=settings.timezone,
+    )
+    outbox = Outbox(
+        settings.state_dir / "outbox.sqlite3",
+        max_entries=settings.outbox_max_entries,
+        durable=durable,
+    )
+    uplink = MqttUplink(
+        settings.terminal_id,
+        broker_endpoint(settings),
+        will=state_payload(identity, online=False),
+        offline=state_payload(identity, online=False),
+    )
+    port = PortSettings(baudrate=settings.baudrate)
+    try:
+        async with SerialLink(settings.serial_url, settings=port) as link, uplink:
+            agent = Agent(
+                identity,
+                make_driver(settings, link),
+                uplink,
+                outbox,
+                health_interval_s=settings.health_interval_s,
+                fault_poll_s=settings.fault_poll_s,
+            )
+            runner = asyncio.create_task(agent.run(), name=f"agent-{settings.terminal_id}")
+            stopper = asyncio.create_task(stop.wait(), name="stop")
+            await asyncio.wait({runner, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            agent.stop()
+            stopper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+    finally:
+        outbox.close()

@@ -1,0 +1,246 @@
+"""Serve a simulated terminal on the terminal's side of a serial link: a pty or TCP.
+
+The agent opens the far end exactly as it opens real hardware (``serial_for_url`` on the
+pty's slave path, or ``socket://host:port``). Everything runs on the event loop, one file
+descriptor per terminal and no threads, so one process can host a thousand terminals.
+:class:`LinkFaults` makes the line misbehave on purpose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import random
+import tty
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from posfleet.agent.serial.apdu import Apdu
+from posfleet.agent.serial.errors import ApduError
+from posfleet.agent.serial.frames import (
+    ACK,
+    DLE,
+    NAK,
+    AckReceived,
+    BadCrc,
+    FrameDecoder,
+    FrameReceived,
+    NakReceived,
+    encode_frame,
+)
+from posfleet.simulator.responder import MaintenanceResponder
+from posfleet.simulator.terminal_model import SimulatedTerminal
+
+log = logging.getLogger(__name__)
+
+MAX_REPLY_SENDS = 3
+# Noise never contains link control bytes: a stray ACK or NAK is indistinguishable from a
+# real one on this transport (by design of ZVT), so such noise tests nothing but luck.
+_NOISE_BYTES = bytes(b for b in range(256) if b not in (DLE, ACK, NAK))
+
+
+@dataclass
+class LinkFaults:
+    """Knobs that make the terminal's side of the line misbehave; change them at any time."""
+
+    drop_next: int = 0
+    """Ignore the next N request frames completely (no ACK, no reply)."""
+    nak_next: int = 0
+    """Answer NAK to the next N request frames, as if they arrived corrupted."""
+    swallow_replies: int = 0
+    """Acknowledge the next N requests but never send their replies."""
+    noise: bool = False
+    """Put a few random bytes on the line before every ACK and every reply frame."""
+    silent: bool = False
+    """Never answer anything."""
+
+
+@dataclass
+class EndpointStats:
+    """What the terminal's side saw."""
+
+    requests: int = 0
+    bad_frames: int = 0
+    reply_resends: int = 0
+    dropped_output_bytes: int = 0
+
+
+class TerminalSession:
+    """Sans-IO terminal side of one connection: bytes from the agent in, bytes to send out."""
+
+    def __init__(
+        self,
+        responder: MaintenanceResponder,
+        faults: LinkFaults,
+        stats: EndpointStats,
+        rng: random.Random,
+    ) -> None:
+        self.responder = responder
+        self.faults = faults
+        self.stats = stats
+        self._rng = rng
+        self._decoder = FrameDecoder()
+        self._unacked_reply: bytes | None = None
+        self._reply_sends = 0
+
+    def receive(self, data: bytes) -> bytes:
+        """Consume bytes from the agent; return the bytes the terminal sends back."""
+        out = bytearray()
+        for event in self._decoder.feed(data):
+            if self.faults.silent:
+                continue
+            if isinstance(event, FrameReceived):
+                out += self._on_frame(event.apdu)
+            elif isinstance(event, BadCrc):
+                self.stats.bad_frames += 1
+                out.append(NAK)
+            elif isinstance(event, AckReceived):
+                self._unacked_reply = None
+            elif isinstance(event, NakReceived):
+                out += self._resend_reply()
+        return bytes(out)
+
+    def _on_frame(self, raw: bytes) -> bytes:
+        if self.faults.drop_next > 0:
+            self.faults.drop_next -= 1
+            return b""
+        if self.faults.nak_next > 0:
+            self.faults.nak_next -= 1
+            return bytes((NAK,))
+        self.stats.requests += 1
+        try:
+            reply = self.responder.handle(Apdu.decode(raw))
+        except ApduError as exc:
+            log.info("terminal got a frame that is no APDU: %s", exc)
+            self.stats.bad_frames += 1
+            return bytes((NAK,))
+        if self.faults.swallow_replies > 0:
+            self.faults.swallow_replies -= 1
+            return bytes((ACK,))
+        self._unacked_reply = encode_frame(reply.encode())
+        self._reply_sends = 1
+        return self._noise() + bytes((ACK,)) + self._noise() + self._unacked_reply
+
+    def _resend_reply(self) -> bytes:
+        if self._unacked_reply is None or self._reply_sends >= MAX_REPLY_SENDS:
+            self._unacked_reply = None
+            return b""
+        self._reply_sends += 1
+        self.stats.reply_resends += 1
+        return self._noise() + self._unacked_reply
+
+    def _noise(self) -> bytes:
+        if not self.faults.noise:
+            return b""
+        return bytes(self._rng.choice(_NOISE_BYTES) for _ in range(self._rng.randint(1, 12)))
+
+
+@contextlib.asynccontextmanager
+async def serve_pty(
+    terminal: SimulatedTerminal,
+    *,
+    faults: LinkFaults | None = None,
+    stats: EndpointStats | None = None,
+    seed: int = 0,
+) -> AsyncIterator[str]:
+    """Serve ``terminal`` on a new pty and yield the slave's path, which the agent opens.
+
+    Pass ``faults`` to make the line misbehave (change it while serving) and ``stats`` to
+    read what the terminal's side saw.
+    """
+    stats = stats if stats is not None else EndpointStats()
+    session = TerminalSession(
+        MaintenanceResponder(terminal), faults or LinkFaults(), stats, random.Random(seed)
+    )
+    master, slave = os.openpty()
+    # Raw mode: the line discipline must not echo, translate CR/LF or eat control bytes.
+    # The slave stays open here so the master never sees a hang-up between agent sessions.
+    tty.setraw(slave)
+    os.set_blocking(master, False)
+    path = os.ttyname(slave)
+    loop = asyncio.get_running_loop()
+
+    def readable() -> None:
+        try:
+            data = os.read(master, 4096)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            log.warning("pty %s failed: %s", path, exc)
+            loop.remove_reader(master)
+            return
+        reply = session.receive(data)
+        if reply:
+            _write_or_drop(master, reply, stats)
+
+    loop.add_reader(master, readable)
+    try:
+        yield path
+    finally:
+        loop.remove_reader(master)
+        os.close(master)
+        os.close(slave)
+
+
+def _write_or_drop(fd: int, data: bytes, stats: EndpointStats) -> None:
+    # A serial line does not wait for a listener: what the peer does not take is lost.
+    try:
+        written = os.write(fd, data)
+    except (BlockingIOError, InterruptedError):
+        written = 0
+    stats.dropped_output_bytes += len(data) - written
+
+
+@contextlib.asynccontextmanager
+async def serve_tcp(
+    terminal: SimulatedTerminal,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    faults: LinkFaults | None = None,
+    stats: EndpointStats | None = None,
+    seed: int = 0,
+) -> AsyncIterator[str]:
+    """Serve ``terminal`` on TCP and yield its ``socket://host:port`` URL.
+
+    Each connection gets its own session; ``faults`` and ``stats`` are shared by all.
+    """
+    faults = faults or LinkFaults()
+    stats = stats if stats is not None else EndpointStats()
+    url = ""
+    responder = MaintenanceResponder(terminal)
+    connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+
+    async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        connections[task] = writer
+        session = TerminalSession(responder, faults, stats, random.Random(seed))
+        try:
+            while data := await reader.read(4096):
+                reply = session.receive(data)
+                if reply:
+                    writer.write(reply)
+                    await writer.drain()
+        except (ConnectionError, OSError) as exc:
+            log.info("simulated terminal %s: connection lost: %s", url, exc)
+        finally:
+            connections.pop(task, None)
+            writer.close()
+
+    server = await asyncio.start_server(connected, host, port)
+    bound = server.sockets[0].getsockname()
+    url = f"socket://{bound[0]}:{bound[1]}"
+    try:
+        yield url
+    finally:
+        server.close()
+        # Closing the transport ends each session's read loop with EOF; cancelling the
+        # tasks instead makes asyncio's stream machinery log the cancellation as an error.
+        tasks = list(connections)
+        for writer in connections.values():
+            writer.close()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await server.wait_closed()
