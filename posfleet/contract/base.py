@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 
 def _require_tz(value: datetime) -> datetime:
@@ -13,6 +13,9 @@ def _require_tz(value: datetime) -> datetime:
         raise ValueError("timestamp must carry a UTC offset (RFC 3339), e.g. 2026-01-31T12:00:00Z")
     return value.astimezone(UTC)
 
+
+Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
+"""A per-terminal sequence number; fits a signed 64-bit column."""
 
 AwareDatetime = Annotated[datetime, AfterValidator(_require_tz)]
 """A timestamp with an explicit offset, normalised to UTC."""

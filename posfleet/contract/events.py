@@ -5,9 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import Field, NonNegativeInt
+from pydantic import Field
 
-from posfleet.contract.base import AwareDatetime, StrictModel
+from posfleet.contract.base import AwareDatetime, Seq, StrictModel
 
 
 class Component(StrEnum):
@@ -41,7 +41,7 @@ class Severity(StrEnum):
 class FaultEvent(StrictModel):
     """Published on ``event`` when the terminal detects a fault."""
 
-    seq: NonNegativeInt = Field(description="per-terminal sequence number shared with health")
+    seq: Seq = Field(description="per-terminal sequence number shared with health")
     ts: AwareDatetime
     code: Annotated[str, Field(pattern=r"^[a-z0-9_.]{1,64}$")] = Field(
         description="stable machine-readable fault code, e.g. printer.no_paper"

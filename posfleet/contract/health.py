@@ -14,7 +14,7 @@ from typing import Annotated
 
 from pydantic import Field, NonNegativeInt
 
-from posfleet.contract.base import AwareDatetime, StrictModel
+from posfleet.contract.base import AwareDatetime, Seq, StrictModel
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 
@@ -151,7 +151,7 @@ class HealthMetrics(StrictModel):
 class HealthReport(StrictModel):
     """Published on ``health`` every interval."""
 
-    seq: NonNegativeInt = Field(description="per-terminal sequence number shared with events")
+    seq: Seq = Field(description="per-terminal sequence number shared with events")
     ts: AwareDatetime
     interval_s: Annotated[int, Field(ge=1, le=86400)] = Field(
         description="the agent's report interval"

@@ -78,7 +78,8 @@ def test_oversize_payload_is_rejected_before_parsing() -> None:
 
 def test_timestamps_are_normalised_to_utc() -> None:
     state = State.model_validate_json(
-        b'{"online": true, "agent_version": "0.1.0", "boot_id": "b1", "ts": "2026-11-23T13:00:00+01:00"}'
+        b'{"online": true, "agent_version": "0.1.0", "boot_id": "b1",'
+        b' "ts": "2026-11-23T13:00:00+01:00"}'
     )
     assert state.ts == NOW
     assert state.ts.utcoffset() == timedelta(0)
@@ -98,4 +99,4 @@ def test_inventory_rejects_an_unknown_time_zone() -> None:
 
 def test_fault_event_codes_are_machine_readable() -> None:
     with pytest.raises(ValueError, match="code"):
-        FaultEvent(seq=1, ts=NOW, code="Printer Out!", component="printer", severity="error")  # type: ignore[arg-type]
+        FaultEvent(seq=1, ts=NOW, code="Printer Out!", component="printer", severity="error")

@@ -37,7 +37,7 @@ def test_schema_rejects_what_the_model_rejects() -> None:
         encode(
             HealthReport(
                 seq=1,
-                ts="2026-11-23T12:00:00Z",  # type: ignore[arg-type]
+                ts="2026-11-23T12:00:00Z",
                 interval_s=60,
                 metrics=HealthMetrics(printer=Printer(status=PrinterStatus.JAM)),
             )

@@ -1,0 +1,43 @@
+"""How the central bridge reaches the MQTT broker."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from posfleet.contract import uplink_filters
+
+
+class BrokerConnection(BaseModel):
+    """Address, credentials and session options of one central MQTT client.
+
+    Every central instance needs its own ``client_id``: the broker keeps one persistent
+    session per id, and two clients with the same id keep disconnecting each other.
+    Instances that split the fleet between them share a ``share_group``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 1883
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: Annotated[str, Field(min_length=1, max_length=128)] = "posfleet-central"
+    keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
+    tls: bool = False
+    share_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
+    session_expiry_s: Annotated[int, Field(ge=0)] = Field(
+        default=24 * 3600,
+        description="how long the broker queues QoS 1 messages for us while we are away",
+    )
+    reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
+
+    @property
+    def address(self) -> str:
+        """``host:port``, for messages."""
+        return f"{self.host}:{self.port}"
+
+    def subscriptions(self) -> list[str]:
+        """The topic filters this client subscribes to."""
+        return uplink_filters(self.share_group)
