@@ -81,8 +81,7 @@ BAD_INPUT = [
     pytest.param(
         RawMessage(
             "pos/v1/T-1/health",
-            b'{"seq": %d, "ts": "2026-03-02T09:30:00Z", "interval_s": 60, "metrics": {}}'
-            % 2**70,
+            b'{"seq": %d, "ts": "2026-03-02T09:30:00Z", "interval_s": 60, "metrics": {}}' % 2**70,
         ),
         "seq",
         id="seq-out-of-range",
