@@ -96,7 +96,8 @@ async def wait_for_record(
         record = await record_of(engine, terminal_id)
         return record if record is not None and condition(record) else None
 
-    found: TerminalRecord = await async_wait_for(check, 10, description=description)  # type: ignore[arg-type]
+    found = await async_wait_for(check, 10, description=description)
+    assert found is not None
     return found
 
 

@@ -10,6 +10,7 @@ import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import pytest
@@ -157,8 +158,9 @@ async def test_killed_agent_goes_offline_within_one_and_a_half_keepalives_and_co
         agent = await _spawn_agent(env)
         try:
 
-            async def state() -> dict[str, object]:
-                return (await central.terminals()).get(terminal_id, {})
+            async def state() -> dict[str, Any]:
+                record: dict[str, Any] = (await central.terminals()).get(terminal_id, {})
+                return record
 
             async def online_with_health() -> bool:
                 record = await state()

@@ -54,7 +54,7 @@ async def start_central(
         database_url=database_url,
         broker_url=broker.url,
         broker_username=broker.central.username,
-        broker_password=broker.central.password,  # type: ignore[arg-type]
+        broker_password=broker.central.password,
         http_port=0,
         client_id=f"central-test-{next(_instances)}-{var_dir.name}",
     )

@@ -6,7 +6,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar, overload
 
 T = TypeVar("T")
 
@@ -33,19 +33,39 @@ def wait_for(
         time.sleep(interval)
 
 
+@overload
 async def async_wait_for(
-    predicate: Callable[[], T | Awaitable[T]],
+    predicate: Callable[[], Awaitable[T]],
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    *,
+    description: str | None = ...,
+) -> T: ...
+
+
+@overload
+async def async_wait_for(
+    predicate: Callable[[], T],
+    timeout: float = ...,  # noqa: ASYNC109
+    interval: float = ...,
+    *,
+    description: str | None = ...,
+) -> T: ...
+
+
+async def async_wait_for(
+    predicate: Callable[[], object],
     # Plain seconds, like wait_for, so sync and async tests read alike.
     timeout: float = 5.0,  # noqa: ASYNC109
     interval: float = 0.02,
     *,
     description: str | None = None,
-) -> T:
+) -> Any:
     """Like :func:`wait_for`, without blocking the event loop; ``predicate`` may be async."""
     deadline = time.monotonic() + timeout
     while True:
         result = predicate()
-        value: T = await result if inspect.isawaitable(result) else result
+        value = await result if inspect.isawaitable(result) else result
         if value:
             return value
         if time.monotonic() >= deadline:
