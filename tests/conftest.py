@@ -9,6 +9,7 @@ import pytest
 
 from posfleet.central.broker_auth import BrokerCredentials
 from tests.harness import MqttProbe, PrivateBroker, require_binary
+from tests.harness.private_postgres import PrivatePostgres
 
 
 @pytest.fixture(scope="session")
@@ -67,3 +68,24 @@ def mqtt_probe(broker: PrivateBroker) -> Iterator[Callable[[BrokerCredentials], 
     yield connect
     for probe in probes:
         probe.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PrivatePostgres]:
+    """A private PostgreSQL server for the whole session, on a free loopback port."""
+    server = PrivatePostgres()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
+    """An empty PostgreSQL database (not migrated) shared by the session's store tests."""
+    url = postgres_server.create_database()
+    try:
+        yield url
+    finally:
+        postgres_server.drop_database(url)

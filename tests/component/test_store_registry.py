@@ -1,19 +1,16 @@
 """The central store on a real SQLite file and a real PostgreSQL server.
 
-Every test runs on both backends. PostgreSQL must be listening on 127.0.0.1:5432 with
-trust authentication for the user ``postgres``; the session creates and drops its own
-database there.
+Every test runs on both backends. PostgreSQL is the session's private server, started by
+the ``postgres_server`` fixture from the Debian package's binaries; the session creates
+and drops its own database there.
 """
 
 from __future__ import annotations
 
-import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import asyncpg
 import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
@@ -46,39 +43,20 @@ from posfleet.store import (
     upgrade_engine,
 )
 from posfleet.store.schema import health_samples, metadata
+from tests.harness.private_postgres import PrivatePostgres
 
-PG_HOST, PG_PORT, PG_USER = "127.0.0.1", 5432, "postgres"
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 
 
-async def _pg_admin(statement: str) -> None:
-    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_USER, database="postgres")
-    try:
-        await conn.execute(statement)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database for this test session."""
-    name = f"posfleet_test_{uuid.uuid4().hex[:12]}"
-    try:
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        pytest.fail(
-            f"PostgreSQL is not reachable on {PG_HOST}:{PG_PORT} as user {PG_USER!r} ({exc}). "
-            "Install and start the Debian package `postgresql` "
-            "(apt-get install postgresql && service postgresql start) with trust auth "
-            "for local TCP connections.",
-            pytrace=False,
-        )
-    url = f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
+def postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database (on the session's private server)."""
+    url = postgres_server.create_database()
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        postgres_server.drop_database(url)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
