@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto mosquitto-clients postgresql
+SYSTEM_PACKAGES := mosquitto mosquitto-clients postgresql victoria-metrics chromium
 DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest system-deps setup clean
