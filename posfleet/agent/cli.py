@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import sys
@@ -11,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from posfleet import __version__
+from posfleet.agent.check import run_checks
 from posfleet.agent.errors import AgentError
 from posfleet.agent.runner import run_agent
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.settings import DEFAULT_CONFIG_FILE, load_agent_settings
+from posfleet.agent.trace import decode_capture, parse_hex_dump
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -28,6 +31,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         "-c", "--config", type=Path, default=None, help=f"TOML file (default {DEFAULT_CONFIG_FILE})"
     )
     run.set_defaults(func=_cmd_run)
+    check = sub.add_parser(
+        "check", help="test the serial link and the broker login, and say what is wrong"
+    )
+    check.add_argument(
+        "-c", "--config", type=Path, default=None, help=f"TOML file (default {DEFAULT_CONFIG_FILE})"
+    )
+    check.set_defaults(func=_cmd_check)
+    trace = sub.add_parser("trace", help="tools for serial line captures")
+    trace_sub = trace.add_subparsers(metavar="ACTION")
+    trace.set_defaults(func=lambda _args: _usage(trace))
+    decode = trace_sub.add_parser(
+        "decode", help="hex dump of a serial capture -> one JSON object per frame/ACK/NAK/error"
+    )
+    decode.add_argument(
+        "file", nargs="?", default="-", help="hex dump (plain, 0x.., xxd or hexdump -C); - is stdin"
+    )
+    decode.set_defaults(func=_cmd_trace_decode)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -44,11 +64,46 @@ def main(argv: Sequence[str] | None = None) -> int:
     return result
 
 
-def _cmd_run(args: argparse.Namespace) -> int:
-    config = args.config
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _config_file(args: argparse.Namespace) -> Path | None:
+    config: Path | None = args.config
     if config is None and DEFAULT_CONFIG_FILE.is_file():
         config = DEFAULT_CONFIG_FILE
-    settings = load_agent_settings(config)
+    return config
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    settings = load_agent_settings(_config_file(args))
+    results = asyncio.run(run_checks(settings))
+    for result in results:
+        print(result.line())
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        print(f"posfleet-agent check: {len(failed)} check(s) failed: {', '.join(failed)}")
+        return 1
+    print("posfleet-agent check: all checks passed")
+    return 0
+
+
+def _cmd_trace_decode(args: argparse.Namespace) -> int:
+    if args.file == "-":
+        text = sys.stdin.read()
+    else:
+        try:
+            text = Path(args.file).read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            raise AgentError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    for record in decode_capture(parse_hex_dump(text)):
+        print(json.dumps(record))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    settings = load_agent_settings(_config_file(args))
 
     async def runner() -> None:
         stop = asyncio.Event()

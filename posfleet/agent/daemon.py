@@ -1,12 +1,18 @@
 """The agent daemon: poll the terminal, write every report to the outbox, drain it uplink.
 
-Three named tasks share one :class:`asyncio.TaskGroup`:
+Four named tasks share one :class:`asyncio.TaskGroup`:
 
 - ``health``: every ``health_interval_s`` read the terminal's health and store a report;
 - ``faults``: every ``fault_poll_s`` ask the terminal for new faults and store each as an
   event the moment it is seen;
+- ``commands``: run the remote commands the centre sends, one at a time, and store each
+  result in the outbox;
 - ``drain``: publish what the outbox holds, oldest first, and delete each entry only once
   the broker acknowledged it (so a crash or an outage never loses a report).
+
+None of them ends on an error: a dead serial link becomes one fault event, a broker that
+refuses a message costs that message (counted), a full disk or an unexpected bug is
+logged and the step is tried again at its next tick.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from posfleet import __version__
+from posfleet.agent.commands import CommandDispatcher
 from posfleet.agent.drivers.base import DetectedFault, TerminalDriver, TerminalIdentity
-from posfleet.agent.errors import UplinkError
+from posfleet.agent.errors import OutboxError, UplinkError
 from posfleet.agent.outbox import EntryKind, Outbox
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.uplink import Retained, Uplink
@@ -40,6 +47,9 @@ log = logging.getLogger(__name__)
 
 DRAIN_WINDOW = 20
 """Messages in flight at once while draining; paho keeps them in order on one connection."""
+
+RETRY_AFTER_ERROR_S = 1.0
+"""Pause of the drain after the outbox itself failed (disk full, I/O error)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,9 +119,16 @@ class Agent:
         self._outbox_changed = asyncio.Event()
         self._stop = asyncio.Event()
         self._link_fault_open = False
+        self._announced = False
+        self.commands = CommandDispatcher(
+            driver, outbox, self._serial, on_result=self._outbox_changed.set, clock=clock
+        )
         self.reports_stored = 0
         self.events_stored = 0
         self.refused = 0
+        """Outbox entries the broker refused (ACL, size): dropped, since resending cannot help."""
+        self.step_errors = 0
+        """Polls that failed with an unexpected error (logged, retried at the next tick)."""
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current step."""
@@ -126,17 +143,23 @@ class Agent:
         if terminal is not None:
             self._announce(terminal)
         try:
+            self.commands.answer_interrupted()
+        except OutboxError as exc:
+            log.error("%s: cannot answer interrupted commands: %s", self.identity.terminal_id, exc)
+        try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(
                     self._every(self.health_interval_s, self.poll_health), name="health"
                 )
                 tasks.create_task(self._every(self.fault_poll_s, self.poll_faults), name="faults")
+                tasks.create_task(self._take_commands(), name="commands")
                 tasks.create_task(self._drain(), name="drain")
                 tasks.create_task(self._stopper(), name="stopper")
         except* _Stopped:
             pass
 
     def _announce(self, terminal: TerminalIdentity) -> None:
+        self._announced = True
         self.uplink.set_retained(
             [
                 Retained(Channel.STATE, state_payload(self.identity, online=True)),
@@ -152,6 +175,11 @@ class Agent:
             log.error("%s: cannot identify the terminal: %s", self.identity.terminal_id, exc)
             self._link_failed(exc)
             return None
+        except Exception:
+            # Start without an inventory rather than not at all; health retries identify.
+            self.step_errors += 1
+            log.exception("%s: identifying the terminal failed", self.identity.terminal_id)
+            return None
 
     async def poll_health(self) -> None:
         """Read health once and store it as the next report."""
@@ -162,7 +190,8 @@ class Agent:
             log.warning("%s: health read failed: %s", self.identity.terminal_id, exc)
             self._link_failed(exc)
             return
-        if self._link_fault_open:
+        if self._link_fault_open or not self._announced:
+            # The link is back (or identify failed at start): tell the centre who it is.
             self._link_fault_open = False
             terminal = await self._identify()
             if terminal is not None:
@@ -229,12 +258,22 @@ class Agent:
             )
         )
 
+    async def _take_commands(self) -> None:
+        while True:
+            incoming = await self.uplink.next_command()
+            await self.commands.handle(incoming)
+
     async def _every(self, period: float, step: Callable[[], object]) -> None:
         next_at = time.monotonic()
         while True:
-            result = step()
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = step()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                # A bug or a full disk must not end the daemon: log it, try at the next tick.
+                self.step_errors += 1
+                log.exception("%s: %s failed", self.identity.terminal_id, step)
             next_at += period
             delay = next_at - time.monotonic()
             if delay < 0:  # fell behind (slow link): skip missed ticks instead of bursting
@@ -244,28 +283,46 @@ class Agent:
 
     async def _drain(self) -> None:
         while True:
-            await self.uplink.wait_connected()
-            entries = self.outbox.peek(DRAIN_WINDOW)
-            if not entries:
-                self._outbox_changed.clear()
-                if not self.outbox.peek(1):
-                    await self._outbox_changed.wait()
-                continue
-            futures = [self.uplink.publish(e.channel, e.payload) for e in entries]
-            for entry, fut in zip(entries, futures, strict=True):
-                try:
-                    await fut
-                except UplinkError as exc:
-                    # The broker refused this message (ACL, size): resending cannot help and
-                    # keeping it would block every report behind it. Count it and go on.
-                    self.refused += 1
-                    log.error(
-                        "%s: broker refused outbox entry %d: %s",
-                        self.identity.terminal_id,
-                        entry.id,
-                        exc,
-                    )
-                self.outbox.remove(entry.id)
+            try:
+                await self._drain_window()
+            except OutboxError as exc:
+                log.error("%s: outbox failed: %s", self.identity.terminal_id, exc)
+                await asyncio.sleep(RETRY_AFTER_ERROR_S)
+            except Exception:
+                # Whatever it is, reports must keep flowing once it passes.
+                self.step_errors += 1
+                log.exception("%s: draining the outbox failed", self.identity.terminal_id)
+                await asyncio.sleep(RETRY_AFTER_ERROR_S)
+
+    async def _drain_window(self) -> None:
+        """Publish the oldest entries and wait for every PUBACK before taking more.
+
+        Each entry is handed to the uplink once per process: if the connection drops
+        meanwhile, paho re-sends the unacknowledged ones first after the reconnect, in
+        order, so nothing is published twice by us and nothing overtakes. Only a restart
+        publishes an unacknowledged entry again (the centre drops the duplicate by seq).
+        """
+        await self.uplink.wait_connected()
+        self._outbox_changed.clear()
+        entries = self.outbox.peek(DRAIN_WINDOW)
+        if not entries:
+            await self._outbox_changed.wait()
+            return
+        futures = [self.uplink.publish(e.channel, e.payload) for e in entries]
+        for entry, fut in zip(entries, futures, strict=True):
+            try:
+                await fut
+            except UplinkError as exc:
+                # The broker refused this message (ACL, size): resending cannot help and
+                # keeping it would block every report behind it. Count it and go on.
+                self.refused += 1
+                log.error(
+                    "%s: broker refused outbox entry %d: %s",
+                    self.identity.terminal_id,
+                    entry.id,
+                    exc,
+                )
+            self.outbox.remove(entry.id)
 
     async def _stopper(self) -> None:
         await self._stop.wait()

@@ -6,22 +6,25 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from contextlib import AsyncExitStack
 
 from posfleet.agent.daemon import Agent, AgentIdentity, state_payload
-from posfleet.agent.drivers import MaintenanceDriver, TerminalDriver
+from posfleet.agent.drivers import MaintenanceDriver, TerminalDriver, ZvtDriver
 from posfleet.agent.errors import ConfigError
 from posfleet.agent.outbox import Outbox
-from posfleet.agent.serial import PortSettings, SerialLink
+from posfleet.agent.serial import Link, PortSettings, SerialLink
 from posfleet.agent.settings import AgentSettings
 from posfleet.agent.uplink import BrokerEndpoint, MqttUplink
 
 log = logging.getLogger(__name__)
 
 
-def make_driver(settings: AgentSettings, link: SerialLink) -> TerminalDriver:
+def make_driver(settings: AgentSettings, link: Link) -> TerminalDriver:
     """The driver named in the settings, on ``link``."""
     if settings.driver == "maintenance":
         return MaintenanceDriver(link, reply_timeout=settings.reply_timeout_s)
+    if settings.driver == "zvt":
+        return ZvtDriver(link, reply_timeout=settings.reply_timeout_s)
     raise ConfigError(f"driver {settings.driver!r} is not available in this agent build")
 
 
@@ -36,13 +39,22 @@ def broker_endpoint(settings: AgentSettings) -> BrokerEndpoint:
         keepalive_s=settings.keepalive_s,
         tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
         use_tls=settings.broker_url.startswith("mqtts://"),
+        reconnect_min_s=settings.reconnect_min_s,
+        reconnect_max_s=settings.reconnect_max_s,
     )
 
 
-async def run_agent(settings: AgentSettings, stop: asyncio.Event, *, durable: bool = True) -> None:
+async def run_agent(
+    settings: AgentSettings,
+    stop: asyncio.Event,
+    *,
+    durable: bool = True,
+    link: Link | None = None,
+) -> None:
     """Run one agent until ``stop`` is set; on the way out say offline and close cleanly.
 
-    ``durable=False`` relaxes the outbox's fsync (for the fleet simulator only).
+    ``durable=False`` relaxes the outbox's fsync and ``link`` replaces the serial port
+    named in the settings (an in-process simulator): both for the fleet simulator only.
     """
     identity = AgentIdentity(
         terminal_id=settings.terminal_id,
@@ -54,6 +66,7 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event, *, durable: bo
         settings.state_dir / "outbox.sqlite3",
         max_entries=settings.outbox_max_entries,
         durable=durable,
+        command_history=settings.command_history,
     )
     uplink = MqttUplink(
         settings.terminal_id,
@@ -63,7 +76,12 @@ async def run_agent(settings: AgentSettings, stop: asyncio.Event, *, durable: bo
     )
     port = PortSettings(baudrate=settings.baudrate)
     try:
-        async with SerialLink(settings.serial_url, settings=port) as link, uplink:
+        async with AsyncExitStack() as stack:
+            if link is None:
+                link = await stack.enter_async_context(
+                    SerialLink(settings.serial_url, settings=port)
+                )
+            await stack.enter_async_context(uplink)
             agent = Agent(
                 identity,
                 make_driver(settings, link),

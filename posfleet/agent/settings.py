@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit
@@ -29,6 +31,8 @@ class AgentSettings(BaseSettings):
     password: SecretStr = SecretStr("")
     tls_ca_file: Path | None = None
     keepalive_s: Annotated[int, Field(ge=2, le=3600)] = 60
+    reconnect_min_s: Annotated[float, Field(gt=0, le=600)] = 1.0
+    reconnect_max_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
 
     serial_url: str = Field(description="device path, pty, socket://host:port or rfc2217://")
     baudrate: int = 9600
@@ -39,6 +43,12 @@ class AgentSettings(BaseSettings):
     fault_poll_s: Annotated[float, Field(gt=0, le=3600)] = 5.0
     state_dir: Path = Path("/var/lib/posfleet-agent")
     outbox_max_entries: Annotated[int, Field(ge=10)] = 50_000
+    command_history: Annotated[int, Field(ge=10, le=1_000_000)] = 1000
+
+    trusted_firmware_keys: list[str] = Field(
+        default_factory=list,
+        description="base64 Ed25519 public keys (32 bytes each) allowed to sign firmware",
+    )
 
     site_id: str = ""
     timezone: str = "UTC"
@@ -58,6 +68,23 @@ class AgentSettings(BaseSettings):
             )
         return value
 
+    @field_validator("trusted_firmware_keys")
+    @classmethod
+    def _valid_firmware_keys(cls, value: list[str]) -> list[str]:
+        for i, key in enumerate(value):
+            try:
+                raw = base64.b64decode(key.strip(), validate=True)
+            except (binascii.Error, ValueError):
+                raise ValueError(f"trusted_firmware_keys[{i}] is not valid base64") from None
+            if len(raw) != 32:
+                raise ValueError(
+                    f"trusted_firmware_keys[{i}] decodes to {len(raw)} bytes; "
+                    "an Ed25519 public key has 32"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("trusted_firmware_keys lists the same key twice")
+        return [key.strip() for key in value]
+
     @field_validator("baudrate")
     @classmethod
     def _valid_baudrate(cls, value: int) -> int:
@@ -71,6 +98,8 @@ class AgentSettings(BaseSettings):
             raise ValueError("tls_ca_file is set but broker_url is not mqtts://")
         if self.fault_poll_s > self.health_interval_s:
             raise ValueError("fault_poll_s must not exceed health_interval_s")
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
         return self
 
     @property

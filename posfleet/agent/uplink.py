@@ -1,15 +1,21 @@
-"""The agent's MQTT uplink: birth and LWT, QoS 1 publishes that resolve on PUBACK.
+"""The agent's MQTT uplink: birth and LWT, QoS 1 publishes that resolve on PUBACK, commands.
 
-:class:`Uplink` is the seam; :class:`MqttUplink` is the real one over paho-mqtt 2
-(MQTT v5, its own network thread, automatic reconnect) and :class:`MemoryUplink` the
-in-memory fake that ships for unit tests.
+:class:`Uplink` is the seam; :class:`MqttUplink` is the real one over paho-mqtt 2 (MQTT
+v5) and :class:`MemoryUplink` the in-memory fake that ships for unit tests.
+
+:class:`MqttUplink` runs no thread of its own: paho's socket is driven from the asyncio
+loop (``add_reader``/``add_writer`` through paho's ``on_socket_*`` callbacks and
+``loop_misc`` on a timer), and the uplink reconnects itself with capped, jittered
+backoff. A thousand agents therefore share one loop and one thread (the fleet simulator),
+and a single agent on a terminal costs no extra thread stacks. Only the blocking TCP/TLS
+connect runs in a worker thread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
+import socket
 import ssl
 import threading
 from collections.abc import Callable
@@ -23,13 +29,32 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from posfleet.agent.backoff import Backoff
 from posfleet.agent.errors import UplinkError
 from posfleet.contract import QOS, Channel, topic
 
 log = logging.getLogger(__name__)
 
-SESSION_EXPIRY_S = 24 * 3600
+SESSION_EXPIRY_S = 7 * 24 * 3600
 """How long the broker keeps this terminal's session (and queued commands) while offline."""
+
+MAX_INFLIGHT = 64
+"""QoS 1 messages paho sends before waiting for PUBACKs (the drain window stays below)."""
+
+MISC_INTERVAL_S = 1.0
+"""How often paho's housekeeping (keepalive pings, their timeouts) runs."""
+
+STABLE_CONNECTION_S = 10.0
+"""A connection that held this long resets the backoff; a flapping one keeps widening it."""
+
+GOODBYE_TIMEOUT_S = 2.0
+"""How long a clean shutdown waits for the broker to take the "offline" state."""
+
+CONNECT_WAIT_S = 15.0
+"""Longest a shutdown waits for a TCP/TLS connect already under way in its thread."""
+
+MAX_QUEUED_COMMANDS = 100
+"""Commands waiting to be handled; beyond this they are not acknowledged (redelivered)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +63,14 @@ class Retained:
 
     channel: Channel
     payload: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingCommand:
+    """A ``cmd`` message; call :attr:`ack` once it is safely recorded (then never redelivered)."""
+
+    payload: bytes
+    ack: Callable[[], None]
 
 
 class Uplink(Protocol):
@@ -55,10 +88,13 @@ class Uplink(Protocol):
     def is_connected(self) -> bool:
         """True while connected to the broker."""
 
+    async def next_command(self) -> IncomingCommand:
+        """Wait for the next message on this terminal's ``cmd`` topic."""
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerEndpoint:
-    """Where and as whom the uplink connects."""
+    """Where and as whom the uplink connects, and how it retries."""
 
     host: str
     port: int
@@ -68,10 +104,12 @@ class BrokerEndpoint:
     keepalive_s: int = 60
     tls_ca_file: str | None = None
     use_tls: bool = False
+    reconnect_min_s: float = 1.0
+    reconnect_max_s: float = 60.0
 
 
 class MqttUplink:
-    """paho-mqtt 2 client for one terminal; an async context manager."""
+    """paho-mqtt 2 client for one terminal, driven by the running asyncio loop."""
 
     def __init__(
         self, terminal_id: str, endpoint: BrokerEndpoint, *, will: bytes, offline: bytes
@@ -81,39 +119,48 @@ class MqttUplink:
         self._offline = offline
         self._retained: list[Retained] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
         self._connected = asyncio.Event()
-        self._lock = threading.Lock()
+        self._socket_closed = asyncio.Event()
+        self._connect_done = threading.Event()
+        self._connect_done.set()
+        self._generation = 0
+        self._fd: int | None = None
         self._pending: dict[int, asyncio.Future[None] | None] = {}
-        self._early_acks: dict[int, ReasonCode] = {}
+        self._commands: asyncio.Queue[IncomingCommand] = asyncio.Queue(MAX_QUEUED_COMMANDS)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._misc: asyncio.TimerHandle | None = None
+        self._backoff = Backoff(base_s=endpoint.reconnect_min_s, cap_s=endpoint.reconnect_max_s)
         self.last_error: str | None = None
+        self.connects = 0
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=endpoint.client_id,
             protocol=mqtt.MQTTv5,
+            reconnect_on_failure=False,
+            manual_ack=True,
         )
         self._client.username_pw_set(endpoint.username, endpoint.password)
         self._client.will_set(topic(terminal_id, Channel.STATE), will, qos=QOS, retain=True)
-        # paho's own backoff doubles from min to max; a random floor spreads a fleet that
-        # lost the broker at the same moment over the first seconds instead of one instant.
-        self._client.reconnect_delay_set(min_delay=1 + random.randint(0, 4), max_delay=60)
+        self._client.max_inflight_messages_set(MAX_INFLIGHT)
         if endpoint.use_tls:
             self._client.tls_set(ca_certs=endpoint.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
+        self._client.on_message = self._on_message
+        self._client.on_socket_open = self._on_socket_open
+        self._client.on_socket_close = self._on_socket_close
+        self._client.on_socket_register_write = self._on_register_write
+        self._client.on_socket_unregister_write = self._on_unregister_write
 
     async def __aenter__(self) -> MqttUplink:
         self._loop = asyncio.get_running_loop()
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
-        self._client.connect_async(
-            self._endpoint.host,
-            self._endpoint.port,
-            keepalive=self._endpoint.keepalive_s,
-            clean_start=False,
-            properties=props,
+        self._loop_thread = threading.get_ident()
+        self._tasks.append(
+            asyncio.create_task(self._supervise(), name=f"uplink-{self.terminal_id}")
         )
-        self._client.loop_start()
+        self._misc = self._loop.call_later(MISC_INTERVAL_S, self._housekeeping)
         return self
 
     async def __aexit__(
@@ -122,24 +169,40 @@ class MqttUplink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._client.is_connected():
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        # A connect still running in its worker thread would leave a socket behind.
+        if not self._connect_done.is_set():
+            await asyncio.to_thread(self._connect_done.wait, CONNECT_WAIT_S)
+            await asyncio.sleep(0)  # let its socket callbacks reach the loop
+        if self._connected.is_set():
             # A clean shutdown says "offline" itself: the will is only for crashes.
-            info = self._client.publish(
-                topic(self.terminal_id, Channel.STATE), self._offline, qos=QOS, retain=True
-            )
-            await asyncio.to_thread(info.wait_for_publish, 2.0)
-        self._client.disconnect()
-        await asyncio.to_thread(self._client.loop_stop)
-        with self._lock:
-            for fut in self._pending.values():
-                if fut is not None and not fut.done():
-                    fut.cancel()
-            self._pending.clear()
+            goodbye = self._publish_raw(Channel.STATE, self._offline, retain=True)
+            try:
+                await asyncio.wait_for(goodbye, GOODBYE_TIMEOUT_S)
+            except (TimeoutError, UplinkError) as error:
+                log.warning("%s: offline state not acknowledged: %s", self.terminal_id, error)
+        if self._fd is not None:
+            self._client.disconnect()
+            try:
+                await asyncio.wait_for(self._socket_closed.wait(), GOODBYE_TIMEOUT_S)
+            except TimeoutError:
+                log.warning("%s: broker did not close the connection in time", self.terminal_id)
+        if self._misc is not None:
+            self._misc.cancel()
+        self._forget_socket()
+        for fut in self._pending.values():
+            if fut is not None and not fut.done():
+                fut.cancel()
+        self._pending.clear()
+
+    # -- the Uplink seam ------------------------------------------------------------------
 
     def set_retained(self, messages: list[Retained]) -> None:
         """Replace the retained messages; publish them now if connected."""
         self._retained = list(messages)
-        if self._client.is_connected():
+        if self._connected.is_set():
             self._publish_retained()
 
     async def wait_connected(self) -> None:
@@ -151,28 +214,121 @@ class MqttUplink:
         return self._connected.is_set()
 
     def publish(self, channel: Channel, payload: bytes) -> asyncio.Future[None]:
-        """Publish with QoS 1; the future resolves on PUBACK."""
-        assert self._loop is not None, "use MqttUplink as an async context manager"
-        fut: asyncio.Future[None] = self._loop.create_future()
-        # Never hold our lock across paho's publish(): paho calls on_publish while holding
-        # its own message lock, so taking both in opposite orders would deadlock.
-        info = self._client.publish(topic(self.terminal_id, channel), payload, qos=QOS)
-        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
-            fut.set_exception(UplinkError("paho's outgoing queue is full"))
-            return fut
-        self._track(info.mid, fut)
-        return fut
+        """Publish with QoS 1; the future resolves on PUBACK.
 
-    def _track(self, mid: int, fut: asyncio.Future[None] | None) -> None:
-        """Attach ``fut`` (None: nobody waits) to ``mid``, settling it if PUBACK came first."""
-        with self._lock:
-            early = self._early_acks.pop(mid, None)
-            if early is None:
-                self._pending[mid] = fut
-        if early is not None and fut is not None:
-            self._settle(fut, early)
+        While disconnected paho keeps the message and sends it (and re-sends anything
+        unacknowledged, in order) right after the next CONNACK.
+        """
+        return self._publish_raw(channel, payload, retain=False)
 
-    # -- paho callbacks: they run in paho's network thread ------------------------------
+    async def next_command(self) -> IncomingCommand:
+        """Wait for the next command addressed to this terminal."""
+        return await self._commands.get()
+
+    # -- connection supervision -------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        loop = asyncio.get_running_loop()
+        while True:
+            self._socket_closed.clear()
+            started = loop.time()
+            try:
+                # The TCP (and TLS) handshake blocks; everything after it runs on the loop.
+                self._connect_done.clear()
+                await asyncio.to_thread(self._connect_blocking, props)
+            except (OSError, ValueError) as exc:
+                self.last_error = f"cannot reach the broker: {exc}"
+                log.warning("%s: %s", self.terminal_id, self.last_error)
+            else:
+                await self._socket_closed.wait()
+            if loop.time() - started >= STABLE_CONNECTION_S:
+                self._backoff.reset()
+            delay = self._backoff.next_delay()
+            log.info("%s: reconnecting to the broker in %.1f s", self.terminal_id, delay)
+            await asyncio.sleep(delay)
+
+    def _connect_blocking(self, props: Properties) -> None:
+        try:
+            self._client.connect(
+                self._endpoint.host,
+                self._endpoint.port,
+                keepalive=self._endpoint.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        finally:
+            self._connect_done.set()
+
+    def _housekeeping(self) -> None:
+        try:
+            self._client.loop_misc()
+        except Exception:  # paho must never stop our timer
+            log.exception("%s: paho housekeeping failed", self.terminal_id)
+        assert self._loop is not None
+        self._misc = self._loop.call_later(MISC_INTERVAL_S, self._housekeeping)
+
+    # -- paho socket callbacks: they may run in the connect worker thread -------------------
+
+    def _in_loop(self, func: Callable[..., object], *args: object) -> None:
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._loop_thread:
+            func(*args)
+        else:
+            loop.call_soon_threadsafe(func, *args)
+
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._watch, sock)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._socket_gone)
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._want_write, True)
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        self._in_loop(self._want_write, False)
+
+    def _watch(self, sock: socket.socket | ssl.SSLSocket) -> None:
+        assert self._loop is not None
+        self._forget_socket()
+        self._fd = sock.fileno()
+        self._loop.add_reader(self._fd, self._readable, sock)
+        if self._client.want_write():
+            self._loop.add_writer(self._fd, self._writable)
+
+    def _want_write(self, wanted: bool) -> None:
+        if self._fd is None or self._loop is None:
+            return
+        if wanted:
+            self._loop.add_writer(self._fd, self._writable)
+        else:
+            self._loop.remove_writer(self._fd)
+
+    def _readable(self, sock: socket.socket | ssl.SSLSocket) -> None:
+        self._client.loop_read()
+        # TLS may hold decrypted bytes the file descriptor no longer signals.
+        if isinstance(sock, ssl.SSLSocket) and sock.pending() and self._client.socket() is sock:
+            assert self._loop is not None
+            self._loop.call_soon(self._readable, sock)
+
+    def _writable(self) -> None:
+        self._client.loop_write()
+
+    def _socket_gone(self) -> None:
+        self._forget_socket()
+        self._socket_closed.set()
+
+    def _forget_socket(self) -> None:
+        if self._fd is not None and self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._fd)
+            self._loop.remove_writer(self._fd)
+        self._fd = None
+
+    # -- paho protocol callbacks: on the loop -------------------------------------------------
 
     def _on_connect(
         self,
@@ -187,8 +343,16 @@ class MqttUplink:
             log.error("%s: %s", self.terminal_id, self.last_error)
             return
         self.last_error = None
+        self.connects += 1
+        self._generation += 1
+        log.info(
+            "%s: connected to the broker (session present: %s)",
+            self.terminal_id,
+            flags.session_present,
+        )
+        client.subscribe(topic(self.terminal_id, Channel.CMD), qos=QOS)
         self._publish_retained()
-        self._call_in_loop(self._connected.set)
+        self._connected.set()
 
     def _on_disconnect(
         self,
@@ -198,9 +362,11 @@ class MqttUplink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        if reason_code.is_failure:
-            log.warning("%s: disconnected from broker: %s", self.terminal_id, reason_code)
-        self._call_in_loop(self._connected.clear)
+        # A refused CONNECT ends in a disconnect too: keep the refusal as the reason.
+        if reason_code.is_failure and self._connected.is_set():
+            self.last_error = f"disconnected from the broker: {reason_code}"
+            log.warning("%s: %s", self.terminal_id, self.last_error)
+        self._in_loop(self._connected.clear)
 
     def _on_publish(
         self,
@@ -210,26 +376,13 @@ class MqttUplink:
         reason_code: ReasonCode,
         properties: Properties | None,
     ) -> None:
-        with self._lock:
-            if mid not in self._pending:
-                # PUBACK raced ahead of publish() returning: park it for _track() to find.
-                self._early_acks[mid] = reason_code
-                return
-            fut = self._pending.pop(mid)
+        fut = self._pending.pop(mid, None)
         if fut is None:
             if reason_code.is_failure:
                 log.error(
                     "%s: broker refused a retained publish: %s", self.terminal_id, reason_code
                 )
             return
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._settle, fut, reason_code)
-
-    # -- internals ----------------------------------------------------------------------
-
-    @staticmethod
-    def _settle(fut: asyncio.Future[None], reason_code: ReasonCode) -> None:
         if fut.done():
             return
         if reason_code.is_failure:
@@ -237,28 +390,61 @@ class MqttUplink:
         else:
             fut.set_result(None)
 
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        generation, mid, qos = self._generation, message.mid, message.qos
+
+        def ack() -> None:
+            # A message id belongs to one connection: after a reconnect the broker
+            # redelivers the command instead, and the old id may name another message.
+            if generation == self._generation and self._connected.is_set() and qos > 0:
+                client.ack(mid, qos)
+
+        try:
+            self._commands.put_nowait(IncomingCommand(bytes(message.payload), ack))
+        except asyncio.QueueFull:
+            log.warning(
+                "%s: too many commands queued; leaving one for redelivery", self.terminal_id
+            )
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _publish_raw(
+        self, channel: Channel, payload: bytes, *, retain: bool
+    ) -> asyncio.Future[None]:
+        assert self._loop is not None, "use MqttUplink as an async context manager"
+        fut: asyncio.Future[None] = self._loop.create_future()
+        info = self._client.publish(
+            topic(self.terminal_id, channel), payload, qos=QOS, retain=retain
+        )
+        if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+            fut.set_exception(UplinkError("paho's outgoing queue is full"))
+            return fut
+        self._pending[info.mid] = fut
+        return fut
+
     def _publish_retained(self) -> None:
         for message in self._retained:
             info = self._client.publish(
                 topic(self.terminal_id, message.channel), message.payload, qos=QOS, retain=True
             )
-            self._track(info.mid, None)
-
-    def _call_in_loop(self, func: Callable[[], object]) -> None:
-        loop = self._loop
-        if loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(func)
+            self._pending[info.mid] = None
 
 
 @dataclass
 class MemoryUplink:
-    """In-memory :class:`Uplink` for unit tests: records what was published."""
+    """In-memory :class:`Uplink` for unit tests: records what was published.
+
+    Tests hand commands to the agent with :meth:`deliver` and see which were
+    acknowledged in :attr:`acked`.
+    """
 
     connected: bool = True
     published: list[tuple[Channel, bytes]] = field(default_factory=list)
     retained: list[Retained] = field(default_factory=list)
     refuse: bool = False
+    acked: list[bytes] = field(default_factory=list)
     _event: asyncio.Event = field(default_factory=asyncio.Event)
+    _commands: asyncio.Queue[IncomingCommand] = field(default_factory=asyncio.Queue)
 
     def set_retained(self, messages: list[Retained]) -> None:
         """Remember the retained messages."""
@@ -291,3 +477,11 @@ class MemoryUplink:
             self.published.append((channel, payload))
             fut.set_result(None)
         return fut
+
+    def deliver(self, payload: bytes) -> None:
+        """Hand the agent a command as if it arrived on its ``cmd`` topic."""
+        self._commands.put_nowait(IncomingCommand(payload, lambda: self.acked.append(payload)))
+
+    async def next_command(self) -> IncomingCommand:
+        """The next delivered command."""
+        return await self._commands.get()

@@ -1,30 +1,57 @@
 """The fleet simulator: N simulated terminals, each with a real agent, in one process.
 
-Each terminal is a :class:`SimulatedTerminal` served on its own pty; its agent opens that
-pty exactly as it would open ``/dev/ttyUSB0`` and talks MQTT to the broker with the
-terminal's own credentials. Everything shares one event loop.
+Each terminal is a :class:`SimulatedTerminal`; its agent talks MQTT to the broker with the
+terminal's own credentials. Everything shares one event loop and one thread: the agent's
+uplink drives paho from the loop (no network thread per agent), which is what lets one
+process carry a thousand terminals.
+
+Two serial modes:
+
+- ``pty`` (the default, for demos): the terminal is served on its own pty and the agent
+  opens it exactly as it would open ``/dev/ttyUSB0``, framing, ACKs and all;
+- ``memory`` (for load tests): the agent's driver talks to the terminal's responder in
+  process, skipping the serial framing, so the load is the agent and the broker alone.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from posfleet.agent.runner import run_agent
+from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.settings import AgentSettings
 from posfleet.simulator.fleet_file import FleetFile, FleetTerminal, load_fleet_file
-from posfleet.simulator.serial_endpoint import serve_pty
+from posfleet.simulator.responder import MaintenanceResponder
+from posfleet.simulator.scenario import Scenario
+from posfleet.simulator.serial_endpoint import LinkFaults, serve_pty
 from posfleet.simulator.terminal_model import SimulatedTerminal
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FleetFile", "FleetOptions", "load_fleet_file", "run_fleet"]
+__all__ = [
+    "FleetFile",
+    "FleetOptions",
+    "InProcessLink",
+    "SerialMode",
+    "load_fleet_file",
+    "run_fleet",
+]
 
 START_SPREAD_S = 5.0
 """Agents start spread over this many seconds, as a real fleet does, not all at once."""
+
+
+class SerialMode(StrEnum):
+    """How each agent reaches its simulated terminal."""
+
+    PTY = "pty"
+    MEMORY = "memory"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +63,33 @@ class FleetOptions:
     keepalive_s: int = 30
     state_dir: Path = Path("var/simulate")
     fault_poll_s: float = 5.0
+    serial: SerialMode = SerialMode.PTY
+    start_spread_s: float = START_SPREAD_S
+    reconnect_max_s: float = 60.0
+    scenario: Scenario | None = None
+
+
+@dataclass
+class FleetRun:
+    """The simulated terminals of a running fleet, by id, to inject faults or seed logs."""
+
+    terminals: dict[str, SimulatedTerminal] = field(default_factory=dict)
+
+
+class InProcessLink:
+    """A :class:`~posfleet.agent.serial.link.Link` straight into a terminal's responder.
+
+    Unlike the test ``FakeLink`` it keeps no record of requests, so it can run for days.
+    """
+
+    def __init__(self, responder: MaintenanceResponder) -> None:
+        self.responder = responder
+        self.requests = 0
+
+    async def request(self, apdu: Apdu, *, reply_timeout: float) -> Apdu:
+        """The responder's reply to ``apdu``."""
+        self.requests += 1
+        return self.responder.handle(apdu)
 
 
 def agent_settings(
@@ -51,38 +105,82 @@ def agent_settings(
         health_interval_s=options.health_interval_s,
         fault_poll_s=min(options.fault_poll_s, options.health_interval_s),
         state_dir=options.state_dir / terminal.terminal_id,
+        driver=options.scenario.terminal.protocol if options.scenario else "maintenance",
         site_id=terminal.site_id,
         timezone=terminal.timezone,
+        reconnect_min_s=min(1.0, options.reconnect_max_s),
+        reconnect_max_s=options.reconnect_max_s,
     )
 
 
+def simulated_terminal(
+    terminal: FleetTerminal, scenario: Scenario | None = None
+) -> SimulatedTerminal:
+    """The simulated hardware of one fleet terminal (reproducible from its id and seed).
+
+    With a ``scenario`` the terminal is built as its ``[terminal]`` table says; its events
+    are scheduled when the terminal's line is up (see :func:`_run_one`).
+    """
+    # The serial number follows from the terminal id, not the seed: two fleets on one
+    # broker reuse seeds, and the centre refuses one device under two terminal ids.
+    serial = "SN" + hashlib.sha256(terminal.terminal_id.encode()).hexdigest()[:16].upper()
+    setup = scenario.terminal.model_dump() if scenario is not None else {}
+    return SimulatedTerminal(serial, seed=terminal.seed, merchant_id=terminal.merchant_id, **setup)
+
+
 async def _run_one(
-    terminal: FleetTerminal, options: FleetOptions, stop: asyncio.Event, delay: float
+    terminal: FleetTerminal,
+    model: SimulatedTerminal,
+    options: FleetOptions,
+    stop: asyncio.Event,
+    delay: float,
 ) -> None:
     try:
         await asyncio.wait_for(stop.wait(), delay)
         return
     except TimeoutError:
         pass
-    model = SimulatedTerminal(
-        f"SN{terminal.seed:08d}", seed=terminal.seed, merchant_id=terminal.merchant_id
-    )
+    if options.serial is SerialMode.MEMORY:
+        if options.scenario is not None:
+            options.scenario.install(model)
+        link = InProcessLink(MaintenanceResponder(model))
+        settings = agent_settings(terminal, options, "memory://")
+        await run_agent(settings, stop, durable=False, link=link)
+        return
     async with AsyncExitStack() as stack:
-        port = await stack.enter_async_context(serve_pty(model, seed=terminal.seed))
+        faults = LinkFaults()
+        if options.scenario is not None:
+            options.scenario.install(model, faults)
+        port = await stack.enter_async_context(serve_pty(model, faults=faults, seed=terminal.seed))
         await run_agent(agent_settings(terminal, options, port), stop, durable=False)
 
 
 async def run_fleet(
-    terminals: list[FleetTerminal], options: FleetOptions, stop: asyncio.Event
+    terminals: list[FleetTerminal],
+    options: FleetOptions,
+    stop: asyncio.Event,
+    *,
+    run: FleetRun | None = None,
 ) -> None:
-    """Run every terminal and its agent until ``stop`` is set."""
+    """Run every terminal and its agent until ``stop`` is set.
+
+    Pass ``run`` to reach the simulated terminals while the fleet runs.
+    """
     if not terminals:
         raise ValueError("the fleet has no terminals")
-    spread = START_SPREAD_S / max(1, len(terminals))
-    log.info("starting %d simulated terminals against %s", len(terminals), options.broker_url)
+    run = run if run is not None else FleetRun()
+    spread = options.start_spread_s / max(1, len(terminals))
+    log.info(
+        "starting %d simulated terminals (%s serial) against %s",
+        len(terminals),
+        options.serial.value,
+        options.broker_url,
+    )
     async with asyncio.TaskGroup() as tasks:
         for i, terminal in enumerate(terminals):
+            model = simulated_terminal(terminal, options.scenario)
+            run.terminals[terminal.terminal_id] = model
             tasks.create_task(
-                _run_one(terminal, options, stop, i * spread), name=terminal.terminal_id
+                _run_one(terminal, model, options, stop, i * spread), name=terminal.terminal_id
             )
     log.info("simulated fleet stopped")

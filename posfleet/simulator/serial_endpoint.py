@@ -14,8 +14,10 @@ import logging
 import os
 import random
 import tty
-from collections.abc import AsyncIterator
+from collections import deque
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import ApduError
@@ -32,6 +34,7 @@ from posfleet.agent.serial.frames import (
 )
 from posfleet.simulator.responder import MaintenanceResponder
 from posfleet.simulator.terminal_model import SimulatedTerminal
+from posfleet.simulator.zvt_responder import ZvtResponder
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class LinkFaults:
     """Put a few random bytes on the line before every ACK and every reply frame."""
     silent: bool = False
     """Never answer anything."""
+    byte_delay_s: float = 0.0
+    """A slow line: every byte the terminal sends takes this long (9600 baud 8N2 is ~1.1 ms)."""
 
 
 @dataclass
@@ -67,12 +72,33 @@ class EndpointStats:
     dropped_output_bytes: int = 0
 
 
+class Responder(Protocol):
+    """Answers one APDU for a terminal; a list is a conversation (the reply comes first)."""
+
+    terminal: SimulatedTerminal
+
+    def handle(self, req: Apdu) -> Apdu | list[Apdu]:
+        """The terminal's answer to ``req``."""
+        ...
+
+
+def responder_for(terminal: SimulatedTerminal) -> Responder:
+    """The responder for the command set ``terminal`` speaks."""
+    if terminal.protocol == "zvt":
+        return ZvtResponder(terminal)
+    return MaintenanceResponder(terminal)
+
+
 class TerminalSession:
-    """Sans-IO terminal side of one connection: bytes from the agent in, bytes to send out."""
+    """Sans-IO terminal side of one connection: bytes from the agent in, bytes to send out.
+
+    In a conversation (ZVT) the terminal sends its next message once its previous one was
+    ACKed and, after the first, once the ECR answered it with a frame of its own.
+    """
 
     def __init__(
         self,
-        responder: MaintenanceResponder,
+        responder: Responder,
         faults: LinkFaults,
         stats: EndpointStats,
         rng: random.Random,
@@ -84,9 +110,13 @@ class TerminalSession:
         self._decoder = FrameDecoder()
         self._unacked_reply: bytes | None = None
         self._reply_sends = 0
+        self._conversation: deque[Apdu] = deque()
+        self._awaiting_answer = False
 
     def receive(self, data: bytes) -> bytes:
         """Consume bytes from the agent; return the bytes the terminal sends back."""
+        # Scenario changes to the line (noise, silence) happen on the terminal's clock.
+        self.responder.terminal.advance()
         out = bytearray()
         for event in self._decoder.feed(data):
             if self.faults.silent:
@@ -98,11 +128,18 @@ class TerminalSession:
                 out.append(NAK)
             elif isinstance(event, AckReceived):
                 self._unacked_reply = None
+                if self._conversation and not self._awaiting_answer:
+                    out += self._next_message()
             elif isinstance(event, NakReceived):
                 out += self._resend_reply()
         return bytes(out)
 
     def _on_frame(self, raw: bytes) -> bytes:
+        if self._awaiting_answer:
+            # The ECR's answer to our last message: acknowledge it and go on talking.
+            self._awaiting_answer = False
+            more = self._next_message() if self._conversation else b""
+            return bytes((ACK,)) + more
         if self.faults.drop_next > 0:
             self.faults.drop_next -= 1
             return b""
@@ -111,7 +148,7 @@ class TerminalSession:
             return bytes((NAK,))
         self.stats.requests += 1
         try:
-            reply = self.responder.handle(Apdu.decode(raw))
+            answer = self.responder.handle(Apdu.decode(raw))
         except ApduError as exc:
             log.info("terminal got a frame that is no APDU: %s", exc)
             self.stats.bad_frames += 1
@@ -119,9 +156,20 @@ class TerminalSession:
         if self.faults.swallow_replies > 0:
             self.faults.swallow_replies -= 1
             return bytes((ACK,))
-        self._unacked_reply = encode_frame(reply.encode())
+        messages = [answer] if isinstance(answer, Apdu) else list(answer)
+        if not messages:
+            return bytes((ACK,))
+        self._conversation = deque(messages[1:])
+        self._awaiting_answer = False
+        self._unacked_reply = encode_frame(messages[0].encode())
         self._reply_sends = 1
         return self._noise() + bytes((ACK,)) + self._noise() + self._unacked_reply
+
+    def _next_message(self) -> bytes:
+        self._unacked_reply = encode_frame(self._conversation.popleft().encode())
+        self._reply_sends = 1
+        self._awaiting_answer = True
+        return self._noise() + self._unacked_reply
 
     def _resend_reply(self) -> bytes:
         if self._unacked_reply is None or self._reply_sends >= MAX_REPLY_SENDS:
@@ -135,6 +183,39 @@ class TerminalSession:
         if not self.faults.noise:
             return b""
         return bytes(self._rng.choice(_NOISE_BYTES) for _ in range(self._rng.randint(1, 12)))
+
+
+class _Pacer:
+    """Delivers output no faster than ``byte_delay_s`` allows, in order."""
+
+    def __init__(self, write: Callable[[bytes], None], faults: LinkFaults) -> None:
+        self._write = write
+        self._faults = faults
+        self._loop = asyncio.get_running_loop()
+        self._free_at = 0.0
+        self._pending: set[asyncio.TimerHandle] = set()
+
+    def send(self, data: bytes) -> None:
+        now = self._loop.time()
+        delay = self._faults.byte_delay_s
+        if delay <= 0 and self._free_at <= now:
+            self._write(data)
+            return
+        self._free_at = max(now, self._free_at) + len(data) * delay + 1e-6
+        handle: asyncio.TimerHandle | None = None
+
+        def deliver() -> None:
+            if handle is not None:
+                self._pending.discard(handle)
+            self._write(data)
+
+        handle = self._loop.call_at(self._free_at, deliver)
+        self._pending.add(handle)
+
+    def close(self) -> None:
+        for handle in self._pending:
+            handle.cancel()
+        self._pending.clear()
 
 
 @contextlib.asynccontextmanager
@@ -151,9 +232,8 @@ async def serve_pty(
     read what the terminal's side saw.
     """
     stats = stats if stats is not None else EndpointStats()
-    session = TerminalSession(
-        MaintenanceResponder(terminal), faults or LinkFaults(), stats, random.Random(seed)
-    )
+    faults = faults or LinkFaults()
+    session = TerminalSession(responder_for(terminal), faults, stats, random.Random(seed))
     master, slave = os.openpty()
     # Raw mode: the line discipline must not echo, translate CR/LF or eat control bytes.
     # The slave stays open here so the master never sees a hang-up between agent sessions.
@@ -161,6 +241,7 @@ async def serve_pty(
     os.set_blocking(master, False)
     path = os.ttyname(slave)
     loop = asyncio.get_running_loop()
+    pacer = _Pacer(lambda data: _write_or_drop(master, data, stats), faults)
 
     def readable() -> None:
         try:
@@ -173,12 +254,13 @@ async def serve_pty(
             return
         reply = session.receive(data)
         if reply:
-            _write_or_drop(master, reply, stats)
+            pacer.send(reply)
 
     loop.add_reader(master, readable)
     try:
         yield path
     finally:
+        pacer.close()
         loop.remove_reader(master)
         os.close(master)
         os.close(slave)
@@ -210,7 +292,7 @@ async def serve_tcp(
     faults = faults or LinkFaults()
     stats = stats if stats is not None else EndpointStats()
     url = ""
-    responder = MaintenanceResponder(terminal)
+    responder = responder_for(terminal)
     connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     async def connected(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -222,6 +304,8 @@ async def serve_tcp(
             while data := await reader.read(4096):
                 reply = session.receive(data)
                 if reply:
+                    if faults.byte_delay_s > 0:
+                        await asyncio.sleep(len(reply) * faults.byte_delay_s)
                     writer.write(reply)
                     await writer.drain()
         except (ConnectionError, OSError) as exc:

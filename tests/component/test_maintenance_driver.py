@@ -115,6 +115,7 @@ async def test_diagnostics_reboot_and_clock_sync() -> None:
     terminal.inject(FaultName.CLOCK_DRIFT)
     assert await driver.sync_clock(datetime.now(UTC)) > 60
     clock.now += 600
+    terminal.settle()  # a terminal with an unsettled batch refuses to reboot
     await driver.reboot()
     metrics = await driver.read_health()
     assert metrics.uptime_s == 0 and metrics.reboot_reason is RebootReason.REMOTE

@@ -8,6 +8,31 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from posfleet.agent.drivers.base import (
+    ConfigBackup,
+    ConfigRestoreResult,
+    DiagnosticCheck,
+    DiagnosticResult,
+    DiagnosticTest,
+    FirmwareSlot,
+    FirmwareSlots,
+    FirmwareTransfer,
+    TerminalCounters,
+)
+from posfleet.agent.drivers.maintenance_actions import (
+    backup_from_tlv,
+    backup_to_tlv,
+    counters_from_tlv,
+    counters_to_tlv,
+    diagnostic_from_tlv,
+    diagnostic_to_tlv,
+    restore_result_from_tlv,
+    restore_result_to_tlv,
+    slots_from_tlv,
+    slots_to_tlv,
+    transfer_from_tlv,
+    transfer_to_tlv,
+)
 from posfleet.agent.drivers.maintenance_protocol import Tag, health_from_tlv, health_to_tlv
 from posfleet.agent.serial.errors import TlvError
 from posfleet.agent.serial.tlv import (
@@ -122,3 +147,70 @@ def test_an_invalid_metric_is_dropped_and_reported_without_losing_the_rest() -> 
     assert metrics.storage_used_pct is None and metrics.printer is None
     assert {r.split(":")[0] for r in rejected} == {"storage_used_pct", "printer"}
     assert metrics.battery == FULL.battery and metrics.tamper
+
+
+# --- the remote actions' data -------------------------------------------------------------
+
+_COUNT = st.integers(min_value=0, max_value=2**40)
+_TEXT = st.text(min_size=1, max_size=20)
+
+
+def _round_trip(items: list[Tlv]) -> TlvRecord:
+    return TlvRecord.parse(encode_tlv(items))
+
+
+@given(st.lists(_COUNT, min_size=10, max_size=10), st.none() | _COUNT)
+def test_counters_round_trip(values: list[int], cycles: int | None) -> None:
+    names = [
+        "lines_printed",
+        "paper_rolls_loaded",
+        "card_insertions",
+        "magstripe_swipes",
+        "contactless_taps",
+        "card_read_errors",
+        "reboots",
+        "transactions",
+        "settlements",
+        "firmware_updates",
+    ]
+    counters = TerminalCounters(battery_cycles=cycles, **dict(zip(names, values, strict=True)))
+    assert counters_from_tlv(_round_trip(counters_to_tlv(counters))) == counters
+
+
+@given(
+    st.dictionaries(_TEXT, st.text(max_size=30), max_size=6),
+    st.lists(_TEXT, max_size=3),
+    st.dictionaries(_TEXT, st.text(max_size=30), max_size=3),
+)
+def test_config_round_trips(
+    params: dict[str, str], withheld: list[str], why: dict[str, str]
+) -> None:
+    backup = ConfigBackup(params, withheld)
+    assert backup_from_tlv(_round_trip(backup_to_tlv(backup))) == backup
+    result = ConfigRestoreResult(sorted(params), why)
+    assert restore_result_from_tlv(_round_trip(restore_result_to_tlv(result))) == result
+
+
+def test_diagnostic_with_checks_round_trips() -> None:
+    result = DiagnosticResult(
+        DiagnosticTest.SELF_TEST,
+        False,
+        "failed: host",
+        None,
+        [DiagnosticCheck("host", False, "no route"), DiagnosticCheck("printer", True, "ok")],
+    )
+    wire = encode_tlv(diagnostic_to_tlv(result))
+    assert wire.startswith(bytes.fromhex("72 01 04 73 01 00 74 0c"))
+    assert diagnostic_from_tlv(TlvRecord.parse(wire)) == result
+
+
+def test_firmware_slots_and_transfer_round_trip() -> None:
+    slots = FirmwareSlots(
+        FirmwareSlot.B, {FirmwareSlot.A: "2.4.1", FirmwareSlot.B: "2.5.0"}, True, "watchdog"
+    )
+    assert slots_from_tlv(_round_trip(slots_to_tlv(slots))) == slots
+    transfer = FirmwareTransfer(FirmwareSlot.B, 4096, 8192)
+    assert encode_tlv(transfer_to_tlv(transfer)).hex(" ") == "b2 01 42 b8 02 10 00 b9 02 20 00"
+    assert transfer_from_tlv(_round_trip(transfer_to_tlv(transfer))) == transfer
+    with pytest.raises(TlvError, match="neither A nor B"):
+        slots_from_tlv(TlvRecord.parse(bytes.fromhex("b0 01 43")))

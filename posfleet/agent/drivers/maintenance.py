@@ -2,28 +2,51 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
 from typing import TypeVar
 
 from posfleet.agent.drivers.base import (
+    CollectedLogs,
+    ConfigBackup,
+    ConfigRestoreResult,
     DetectedFault,
     DiagnosticResult,
     DiagnosticTest,
+    FirmwareSlots,
+    FirmwareTransfer,
+    TerminalCounters,
     TerminalIdentity,
 )
 from posfleet.agent.drivers.errors import MalformedReplyError, TerminalRefusedError
-from posfleet.agent.drivers.maintenance_protocol import (
+from posfleet.agent.drivers.maintenance_actions import (
+    FirmwareImageInfo,
+    backup_from_tlv,
+    begin_to_tlv,
+    block_to_tlv,
+    counters_from_tlv,
+    diagnostic_from_tlv,
+    log_chunk_from_tlv,
+    log_request_to_tlv,
+    params_to_tlv,
+    restore_result_from_tlv,
+    slots_from_tlv,
+    transfer_from_tlv,
+)
+from posfleet.agent.drivers.maintenance_codes import (
+    MAX_FIRMWARE_BLOCK_BYTES,
     RESULT_MEANINGS,
     Instruction,
     ResultCode,
     Tag,
-    diagnostic_from_tlv,
+    request,
+)
+from posfleet.agent.drivers.maintenance_protocol import (
     fault_from_tlv,
     health_from_tlv,
     identity_from_tlv,
-    request,
 )
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import TlvError
@@ -38,6 +61,9 @@ T = TypeVar("T")
 DEFAULT_REPLY_TIMEOUT_S = 10.0
 DIAGNOSTIC_REPLY_TIMEOUT_S = 60.0
 """A printer test or a host ping takes longer than reading a register."""
+FIRMWARE_VERIFY_TIMEOUT_S = 120.0
+"""Hashing a whole image on a slow terminal CPU, or rebooting into it, takes a while."""
+DEFAULT_MAX_LOG_BYTES = 4 << 20
 
 
 class MaintenanceDriver:
@@ -96,7 +122,11 @@ class MaintenanceDriver:
         return 0.0 if previous is None else previous / 1000
 
     async def reboot(self) -> None:
-        """Restart the terminal; refused (``TerminalRefusedError``) during a transaction."""
+        """Restart the terminal.
+
+        Refused (``TerminalRefusedError``, result ``f2`` / ``f3``) during a transaction or
+        while the batch is unsettled: a reboot must never interrupt the merchant's trading.
+        """
         await self._call(Instruction.REBOOT)
 
     async def run_diagnostic(self, test: DiagnosticTest) -> DiagnosticResult:
@@ -104,9 +134,97 @@ class MaintenanceDriver:
         record = await self._call(
             Instruction.RUN_DIAGNOSTIC,
             [uint_tlv(Tag.DIAGNOSTIC_TEST, test)],
-            reply_timeout=max(self.reply_timeout, DIAGNOSTIC_REPLY_TIMEOUT_S),
+            reply_timeout=DIAGNOSTIC_REPLY_TIMEOUT_S,
         )
         return self._parse("RUN DIAGNOSTIC", lambda: diagnostic_from_tlv(record))
+
+    async def read_counters(self) -> TerminalCounters:
+        """Lifetime wear counters."""
+        record = await self._call(Instruction.READ_COUNTERS)
+        return self._parse("READ COUNTERS", lambda: counters_from_tlv(record))
+
+    async def collect_logs(
+        self, start: datetime, end: datetime, *, max_bytes: int = DEFAULT_MAX_LOG_BYTES
+    ) -> CollectedLogs:
+        """The log lines written in ``[start, end)``, fetched chunk by chunk (unscrubbed).
+
+        The terminal renders the extract once, on the request at offset 0, and serves the
+        following chunks from it, so lines written meanwhile do not shift the offsets.
+        """
+        if end < start:
+            raise ValueError("collect_logs: end is before start")
+        data = bytearray()
+        total: int | None = None
+        while total is None or len(data) < min(total, max_bytes):
+            items = log_request_to_tlv(start, end, len(data))
+            record = await self._call(Instruction.COLLECT_LOGS, items)
+            chunk = self._parse("COLLECT LOGS", functools.partial(log_chunk_from_tlv, record))
+            if total is not None and chunk.total != total:
+                raise MalformedReplyError(
+                    f"COLLECT LOGS: extract size changed from {total} to {chunk.total} bytes"
+                )
+            total = chunk.total
+            if not chunk.data and len(data) < total:
+                raise MalformedReplyError(f"COLLECT LOGS: empty chunk at offset {len(data)}")
+            data += chunk.data
+        truncated = total > max_bytes
+        if truncated:
+            # Cut at the last complete line, so no line (or card number) arrives half.
+            del data[data.rfind(b"\n", 0, max_bytes) + 1 :]
+        text = bytes(data).decode("utf-8", errors="replace")
+        return CollectedLogs(text=text, start=start, end=end, truncated=truncated)
+
+    async def backup_config(self) -> ConfigBackup:
+        """Every exportable configuration parameter; the terminal withholds secret ones."""
+        record = await self._call(Instruction.BACKUP_CONFIG)
+        return self._parse("BACKUP CONFIG", lambda: backup_from_tlv(record))
+
+    async def restore_config(self, params: dict[str, str]) -> ConfigRestoreResult:
+        """Apply ``params``; unknown, read-only and secret keys come back rejected."""
+        record = await self._call(Instruction.RESTORE_CONFIG, params_to_tlv(params))
+        return self._parse("RESTORE CONFIG", lambda: restore_result_from_tlv(record))
+
+    async def firmware_status(self) -> FirmwareSlots:
+        """The A/B slots, the active one and whether it awaits confirmation."""
+        record = await self._call(Instruction.FIRMWARE_STATUS)
+        return self._parse("FIRMWARE STATUS", lambda: slots_from_tlv(record))
+
+    async def firmware_begin(self, size: int, sha256: bytes, version: str) -> FirmwareTransfer:
+        """Start (or resume) an image transfer into the inactive slot."""
+        info = FirmwareImageInfo(size, sha256, version)
+        record = await self._call(Instruction.FIRMWARE_BEGIN, begin_to_tlv(info))
+        transfer = self._parse("FIRMWARE BEGIN", lambda: transfer_from_tlv(record))
+        if transfer.block_size > MAX_FIRMWARE_BLOCK_BYTES or transfer.resume_offset > size:
+            raise MalformedReplyError(
+                f"FIRMWARE BEGIN: block size {transfer.block_size} or resume offset "
+                f"{transfer.resume_offset} out of range"
+            )
+        return transfer
+
+    async def firmware_write_block(self, offset: int, data: bytes) -> None:
+        """Write one block of the image at ``offset``."""
+        record = await self._call(Instruction.FIRMWARE_BLOCK, block_to_tlv(offset, data))
+        expected = self._parse("FIRMWARE BLOCK", lambda: record.uint(Tag.FW_OFFSET))
+        if expected is not None and expected != offset + len(data):
+            raise MalformedReplyError(
+                f"FIRMWARE BLOCK: terminal expects offset {expected}, not {offset + len(data)}"
+            )
+
+    async def firmware_verify(self) -> None:
+        """The terminal checks the image against its SHA-256; refused on a mismatch."""
+        await self._call(Instruction.FIRMWARE_VERIFY, reply_timeout=FIRMWARE_VERIFY_TIMEOUT_S)
+
+    async def firmware_activate(self) -> None:
+        """Reboot into the verified slot, on trial until confirmed."""
+        await self._call(Instruction.FIRMWARE_ACTIVATE, reply_timeout=FIRMWARE_VERIFY_TIMEOUT_S)
+
+    async def firmware_confirm(self) -> None:
+        """Keep the new slot for good."""
+        await self._call(Instruction.FIRMWARE_CONFIRM)
+
+    async def firmware_rollback(self) -> None:
+        """Go back to the previous slot."""
+        await self._call(Instruction.FIRMWARE_ROLLBACK, reply_timeout=FIRMWARE_VERIFY_TIMEOUT_S)
 
     async def _call(
         self,
@@ -117,7 +235,7 @@ class MaintenanceDriver:
     ) -> TlvRecord:
         reply = await self.link.request(
             request(instruction, items or []),
-            reply_timeout=reply_timeout or self.reply_timeout,
+            reply_timeout=max(reply_timeout or 0.0, self.reply_timeout),
         )
         name = instruction.name.replace("_", " ")
         if reply.is_failure:

@@ -1,26 +1,29 @@
-"""The posfleet maintenance command set, sans-IO: numbers, and TLV <-> model in both directions.
+"""The maintenance command set's monitoring replies, sans-IO: identity, health and faults.
 
 Both sides of the wire use this module: the driver decodes what the terminal encodes (the
-simulator encodes with it), so the mapping is written once and round-trip tested.
+simulator encodes with it), so the mapping is written once and round-trip tested. The
+remote actions' data live in :mod:`maintenance_actions`, the numbers in :mod:`maintenance_codes`.
 ``docs/serial-protocol.md`` describes the same thing byte by byte for terminal vendors.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from datetime import date
-from enum import IntEnum
 from typing import TypeVar
 
 from pydantic import ValidationError
 
-from posfleet.agent.drivers.base import (
-    DetectedFault,
-    DiagnosticResult,
-    DiagnosticTest,
-    TerminalIdentity,
+from posfleet.agent.drivers.base import DetectedFault, TerminalIdentity
+from posfleet.agent.drivers.maintenance_codes import (
+    MAINTENANCE_CLASS,
+    MAX_FAULTS_PER_REPLY,
+    RESULT_MEANINGS,
+    Instruction,
+    ResultCode,
+    Tag,
+    request,
 )
-from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import TlvError
 from posfleet.agent.serial.tlv import (
     Tlv,
@@ -47,106 +50,21 @@ from posfleet.contract import (
     Transactions,
 )
 
-MAINTENANCE_CLASS = 0xE0
-"""APDU class of every maintenance request (ZVT leaves it unassigned)."""
-
-MAX_FAULTS_PER_REPLY = 16
-
-
-class Instruction(IntEnum):
-    """Instruction byte of a maintenance request."""
-
-    IDENTIFY = 0x01
-    READ_HEALTH = 0x02
-    READ_FAULTS = 0x03
-    PRINT_LINE = 0x10
-    SYNC_CLOCK = 0x11
-    REBOOT = 0x12
-    RUN_DIAGNOSTIC = 0x13
-
-
-class ResultCode(IntEnum):
-    """Result code of a negative completion ``84 <code> 00``."""
-
-    NOT_SUPPORTED = 0x83
-    PRINTER_NOT_READY = 0xCC
-    MALFORMED_REQUEST = 0xF1
-    BUSY = 0xF2
-    SYSTEM_ERROR = 0xFF
-
-
-RESULT_MEANINGS = {
-    ResultCode.NOT_SUPPORTED: "instruction not supported",
-    ResultCode.PRINTER_NOT_READY: "printer not ready",
-    ResultCode.MALFORMED_REQUEST: "malformed request data",
-    ResultCode.BUSY: "busy: a transaction is in progress",
-    ResultCode.SYSTEM_ERROR: "terminal system error",
-}
-
-
-class Tag(IntEnum):
-    """TLV tags of the command set; one tag space for requests and replies."""
-
-    MODEL = 0x01
-    SERIAL = 0x02
-    HW_REVISION = 0x03
-    FIRMWARE_VERSION = 0x04
-    APP_VERSION = 0x05
-    CAPABILITY = 0x06
-    MERCHANT_ID = 0x07
-
-    BATTERY_PERMILLE = 0x20
-    BATTERY_CHARGING = 0x21
-    BATTERY_HEALTH_PERMILLE = 0x22
-    BATTERY_CYCLES = 0x23
-    TEMPERATURE_DECI_C = 0x24
-    PRINTER_STATUS = 0x25
-    PRINTER_LINES = 0x26
-    CHIP_READS = 0x27
-    CHIP_ERRORS = 0x28
-    MAGSTRIPE_READS = 0x29
-    MAGSTRIPE_ERRORS = 0x2A
-    CONTACTLESS_READS = 0x2B
-    CONTACTLESS_ERRORS = 0x2C
-    CARD_INSERTIONS = 0x2D
-    NETWORK_TYPE = 0x30
-    RSSI_DBM = 0x31
-    HOST_REACHABLE = 0x32
-    TLS_FAILURES = 0x33
-    HOST_LATENCY_MS = 0x34
-    STORAGE_PERMILLE = 0x38
-    MEMORY_PERMILLE = 0x39
-    CLOCK_OFFSET_MS = 0x3A
-    DUKPT_REMAINING = 0x40
-    KEY_EXPIRY = 0x41
-    KEY_MISSING = 0x42
-    TAMPER = 0x43
-    TX_APPROVED = 0x48
-    TX_DECLINED = 0x49
-    TX_FAILED = 0x4A
-    TX_UNSETTLED = 0x4B
-    TX_IN_PROGRESS = 0x4C
-    DECLINE_CODE_COUNT = 0x4D
-    UPTIME_S = 0x50
-    REBOOT_REASON = 0x51
-
-    FAULT = 0x60
-    FAULT_SEQ = 0x61
-    FAULT_CODE = 0x62
-    FAULT_COMPONENT = 0x63
-    FAULT_SEVERITY = 0x64
-    FAULT_DETAIL = 0x65
-    FAULT_ZVT_RESULT = 0x66
-    FAULT_ACK_SEQ = 0x67
-
-    PRINT_TEXT = 0x70
-    UNIX_TIME_MS = 0x71
-    DIAGNOSTIC_TEST = 0x72
-    DIAGNOSTIC_PASSED = 0x73
-    DIAGNOSTIC_DETAIL = 0x74
-    DIAGNOSTIC_LATENCY_MS = 0x75
-    PREVIOUS_OFFSET_MS = 0x76
-
+__all__ = [
+    "MAINTENANCE_CLASS",
+    "MAX_FAULTS_PER_REPLY",
+    "RESULT_MEANINGS",
+    "Instruction",
+    "ResultCode",
+    "Tag",
+    "fault_from_tlv",
+    "fault_to_tlv",
+    "health_from_tlv",
+    "health_to_tlv",
+    "identity_from_tlv",
+    "identity_to_tlv",
+    "request",
+]
 
 PRINTER_STATUS_CODES = {
     PrinterStatus.OK: 0,
@@ -175,11 +93,6 @@ REBOOT_REASON_CODES = {
 }
 
 E = TypeVar("E")
-
-
-def request(instruction: Instruction, items: Iterable[Tlv] = ()) -> Apdu:
-    """A maintenance request APDU."""
-    return Apdu(MAINTENANCE_CLASS, instruction, b"".join(item.encode() for item in items))
 
 
 def _code(table: dict[E, int], tag: Tag, value: int) -> E:
@@ -500,35 +413,3 @@ def fault_from_tlv(record: TlvRecord) -> tuple[int, DetectedFault]:
     except ValueError as exc:
         raise TlvError(f"fault record {seq}: {exc}") from exc
     return seq, fault
-
-
-# --- diagnostics ----------------------------------------------------------------------
-
-
-def diagnostic_to_tlv(result: DiagnosticResult) -> list[Tlv]:
-    """Reply data of RUN DIAGNOSTIC."""
-    items = [
-        uint_tlv(Tag.DIAGNOSTIC_TEST, result.test),
-        flag_tlv(Tag.DIAGNOSTIC_PASSED, result.passed),
-        text_tlv(Tag.DIAGNOSTIC_DETAIL, result.detail),
-    ]
-    if result.latency_ms is not None:
-        items.append(uint_tlv(Tag.DIAGNOSTIC_LATENCY_MS, result.latency_ms))
-    return items
-
-
-def diagnostic_from_tlv(record: TlvRecord) -> DiagnosticResult:
-    """Parse RUN DIAGNOSTIC reply data."""
-    test, passed = record.uint(Tag.DIAGNOSTIC_TEST), record.flag(Tag.DIAGNOSTIC_PASSED)
-    if test is None or passed is None:
-        raise TlvError("diagnostic reply lacks the test or passed tag")
-    try:
-        kind = DiagnosticTest(test)
-    except ValueError as exc:
-        raise TlvError(f"unknown diagnostic test {test}") from exc
-    return DiagnosticResult(
-        test=kind,
-        passed=passed,
-        detail=record.text(Tag.DIAGNOSTIC_DETAIL) or "",
-        latency_ms=record.uint(Tag.DIAGNOSTIC_LATENCY_MS),
-    )

@@ -19,6 +19,7 @@ from posfleet.agent.serial.frames import DecoderEvent, FrameDecoder, encode_fram
 from posfleet.agent.serial.link import (
     MAX_SENDS,
     T3_ACK_TIMEOUT_S,
+    ConversationLink,
     Link,
     LinkStats,
     SerialLink,
@@ -31,6 +32,7 @@ __all__ = [
     "T3_ACK_TIMEOUT_S",
     "Apdu",
     "ApduError",
+    "ConversationLink",
     "DecoderEvent",
     "FakeLink",
     "FrameDecoder",

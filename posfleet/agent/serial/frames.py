@@ -126,6 +126,11 @@ class FrameDecoder:
         self._flush_garbage(events)
         return events
 
+    @property
+    def in_frame(self) -> bool:
+        """True while a frame has started but not ended (a capture that stops mid-frame)."""
+        return self._state not in (_State.IDLE, _State.IDLE_DLE)
+
     def reset(self) -> None:
         """Forget any partial frame (the bytes seen so far are not reported)."""
         self._state = _State.IDLE

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Protocol, Self, runtime_checkable
 
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import NoAckError, PortClosedError, ReplyTimeoutError
@@ -43,6 +43,23 @@ class Link(Protocol):
 
     async def request(self, apdu: Apdu, *, reply_timeout: float) -> Apdu:
         """Send ``apdu`` and return the terminal's reply, or raise a ``SerialLinkError``."""
+        ...
+
+
+@runtime_checkable
+class ConversationLink(Link, Protocol):
+    """A link on which the terminal may keep talking after its reply (ZVT master rights).
+
+    After :meth:`request` returned, :meth:`receive` takes the terminal's next message and
+    :meth:`send` answers it; the caller keeps the turn order of the conversation.
+    """
+
+    async def receive(self, *, reply_timeout: float) -> Apdu:
+        """The next message the terminal sends (acknowledged on the line)."""
+        ...
+
+    async def send(self, apdu: Apdu) -> None:
+        """Send ``apdu`` and wait for its ACK only; no reply is expected."""
         ...
 
 
@@ -101,6 +118,7 @@ class SerialLink:
         self._pump: BytePump | None = None
         self._exchange = asyncio.Lock()
         self._opened_once = False
+        self._early: FrameReceived | None = None
 
     async def __aenter__(self) -> Self:
         await self._ensure_open()
@@ -132,11 +150,35 @@ class SerialLink:
         async with self._exchange:
             pump = await self._ensure_open()
             self.stats.requests += 1
+            self._early = None
             self._discard_stale_events()
             early_reply = await self._send_until_acked(pump, frame)
             if early_reply is not None:
                 return await self._accept(pump, early_reply)
             return await self._await_reply(pump, reply_timeout)
+
+    async def receive(self, *, reply_timeout: float) -> Apdu:
+        """Wait for a frame the terminal sends on its own; ACK it and return it.
+
+        Used after :meth:`request` while the terminal holds the master rights (ZVT): it
+        reports status, then completes. Raises :class:`ReplyTimeoutError` if nothing comes.
+        """
+        async with self._exchange:
+            pump = await self._ensure_open()
+            if self._early is not None:
+                frame, self._early = self._early, None
+                return await self._accept(pump, frame)
+            return await self._await_reply(pump, reply_timeout)
+
+    async def send(self, apdu: Apdu) -> None:
+        """Send ``apdu`` (the ECR's answer to a terminal's message) and wait for its ACK."""
+        frame = encode_frame(apdu.encode())
+        async with self._exchange:
+            pump = await self._ensure_open()
+            early = await self._send_until_acked(pump, frame)
+            if early is not None:
+                # The terminal's next message overtook a lost ACK: keep it for receive().
+                self._early = early
 
     async def _ensure_open(self) -> BytePump:
         if self._pump is None:

@@ -1,0 +1,147 @@
+"""What one agent costs on a terminal: resident memory and CPU seconds per report.
+
+Starts a private mosquitto, serves a simulated terminal on a pty, runs the real
+``posfleet-agent run`` process against both with a short health interval, and measures
+that process from /proc once the first reports are out (start-up excluded) until a
+fixed number of reports more have arrived at a subscriber. Side by side it reports the
+same numbers for a bare Python interpreter that imports the agent and idles, so the
+agent's own share is visible. Goal: RSS <= 40 MB.
+
+Usage: python -m bench.agent_footprint [--reports 60] [--interval 1]
+The last line printed is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bench.fleet_load import cpu_s, rss_mb
+from posfleet.central.broker_auth import BrokerAuthStore, BrokerCredentials
+from posfleet.central.mosquitto import MosquittoBroker
+from posfleet.simulator.serial_endpoint import serve_pty
+from posfleet.simulator.terminal_model import SimulatedTerminal
+
+GOAL_RSS_MB = 40.0
+WARM_UP_REPORTS = 5
+TERMINAL_ID = "FOOT-1"
+
+
+class Reports:
+    """Counts one terminal's health reports at the broker."""
+
+    def __init__(self, broker: MosquittoBroker, creds: BrokerCredentials) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self._client.username_pw_set(creds.username, creds.password)
+        self._client.on_message = self._on_message
+        self._client.connect(broker.host, broker.port)
+        self._client.subscribe(f"pos/v1/{TERMINAL_ID}/health", qos=1)
+        self._client.loop_start()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.count += 1
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+async def _wait_reports(reports: Reports, n: int, limit_s: float) -> None:
+    deadline = time.monotonic() + limit_s
+    while reports.count < n:
+        if time.monotonic() > deadline:
+            raise SystemExit(f"only {reports.count} of {n} reports arrived in {limit_s:g} s")
+        await asyncio.sleep(0.05)
+
+
+def _baseline(hold_s: float) -> dict[str, float]:
+    """A Python that imports what the agent imports and idles: the floor under the agent."""
+    code = f"import time, posfleet.agent.runner, posfleet.agent.cli; time.sleep({hold_s})"
+    proc = subprocess.Popen([sys.executable, "-c", code])
+    time.sleep(min(hold_s - 0.5, 3.0))
+    result = {"rss_mb": rss_mb(proc.pid), "cpu_s": cpu_s(proc.pid)}
+    proc.wait()
+    return result
+
+
+async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    auth = BrokerAuthStore(work / "auth")
+    central = auth.add_service_user("central")
+    creds = auth.add_terminal(TERMINAL_ID)
+    with MosquittoBroker(work / "broker", auth_dir=auth.directory) as broker:
+        reports = Reports(broker, central)
+        terminal = SimulatedTerminal("SN-FOOT", seed=1)
+        async with serve_pty(terminal) as port:
+            env = dict(os.environ)
+            env.update(
+                POSFLEET_AGENT_TERMINAL_ID=TERMINAL_ID,
+                POSFLEET_AGENT_PASSWORD=creds.password,
+                POSFLEET_AGENT_BROKER_URL=broker.url,
+                POSFLEET_AGENT_SERIAL_URL=port,
+                POSFLEET_AGENT_HEALTH_INTERVAL_S=str(args.interval),
+                POSFLEET_AGENT_FAULT_POLL_S=str(args.interval),
+                POSFLEET_AGENT_STATE_DIR=str(work / "agent"),
+            )
+            agent = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "posfleet.agent.cli", "run", env=env
+            )
+            try:
+                await _wait_reports(reports, WARM_UP_REPORTS, 60)
+                cpu0, n0, t0 = cpu_s(agent.pid), reports.count, time.monotonic()
+                peak = rss_mb(agent.pid)
+                while reports.count < n0 + args.reports:
+                    await _wait_reports(reports, reports.count + 1, args.interval * 10 + 10)
+                    peak = max(peak, rss_mb(agent.pid))
+                cpu = cpu_s(agent.pid) - cpu0
+                elapsed = time.monotonic() - t0
+                n = reports.count - n0
+                rss_end = rss_mb(agent.pid)
+            finally:
+                agent.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(agent.wait(), 15)
+        reports.close()
+    baseline = _baseline(4.0)
+    return {
+        "reports": n,
+        "interval_s": args.interval,
+        "elapsed_s": round(elapsed, 1),
+        "agent_rss_mb": round(rss_end, 1),
+        "agent_rss_peak_mb": round(peak, 1),
+        "rss_goal_mb": GOAL_RSS_MB,
+        "rss_goal_met": peak <= GOAL_RSS_MB,
+        "agent_cpu_s_per_report": round(cpu / n, 5),
+        "agent_cpu_share_of_one_core": round(cpu / elapsed, 4),
+        "idle_interpreter_rss_mb": round(baseline["rss_mb"], 1),
+        "agent_rss_over_idle_interpreter": round(peak / baseline["rss_mb"], 2),
+        "agent_exit_code_on_sigterm": agent.returncode,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reports", type=int, default=60)
+    parser.add_argument("--interval", type=int, default=1)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="agent-footprint-") as tmp:
+        result = asyncio.run(run(args, Path(tmp)))
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

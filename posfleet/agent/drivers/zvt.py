@@ -1,0 +1,178 @@
+"""Driver for unmodified ECR terminals over ZVT: Status Enquiry and Diagnosis only.
+
+What ZVT tells an outsider is little, so the health this driver reports is partial:
+
+- ``tamper`` (PIN pad defective, ``89`` / ``ED``), ``printer`` (``CC`` not ready, else ok)
+  and ``keys`` (``85`` missing, ``74`` DUKPT exhausted) come from the Status Enquiry;
+- acquirer-host trouble (``A3``, ``A1``) only shows in a Diagnosis, which makes the terminal
+  call its host, so it runs at most every ``diagnosis_interval_s``; it becomes a fault
+  event, not a ``network`` metric (ZVT does not say which network the terminal uses);
+- battery, temperature, reader counters, storage figures, clock offset and transaction
+  counters are not available and are left out.
+
+A terminal shows one result code at a time, so a fault is reported when its code appears;
+a code that stays is not reported again until it has gone away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from posfleet.agent.drivers.base import DetectedFault, TerminalIdentity
+from posfleet.agent.drivers.errors import MalformedReplyError, TerminalRefusedError
+from posfleet.agent.drivers.zvt_protocol import (
+    DEFAULT_PASSWORD,
+    Bitmaps,
+    Control,
+    control,
+    diagnosis,
+    fault_for,
+    parse_bitmaps,
+    status_enquiry,
+)
+from posfleet.agent.serial.apdu import Apdu, success
+from posfleet.agent.serial.link import ConversationLink, Link
+from posfleet.contract import HealthMetrics, Keys, Printer, PrinterStatus
+
+log = logging.getLogger(__name__)
+
+T4_COMPLETION_S = 180.0
+"""ZVT's T4: how long a terminal may take to complete a command."""
+DEFAULT_DIAGNOSIS_INTERVAL_S = 900.0
+NOT_SUPPORTED = 0x83
+MAX_MESSAGES = 64
+"""A conversation longer than this is a terminal gone wrong, not a long receipt."""
+
+
+@dataclass
+class ZvtOutcome:
+    """What one command's conversation ended with."""
+
+    result_code: int
+    terminal_id: str | None = None
+    printed: list[str] = field(default_factory=list)
+
+
+class ZvtDriver:
+    """A :class:`~posfleet.agent.drivers.base.TerminalDriver` over ZVT (no remote actions)."""
+
+    def __init__(
+        self,
+        link: Link,
+        *,
+        password: str = DEFAULT_PASSWORD,
+        reply_timeout: float = 10.0,
+        completion_timeout: float = T4_COMPLETION_S,
+        diagnosis_interval_s: float = DEFAULT_DIAGNOSIS_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not isinstance(link, ConversationLink):
+            raise TypeError("the ZVT driver needs a link that can receive and send (SerialLink)")
+        self.link: ConversationLink = link
+        self.password = password
+        self.reply_timeout = reply_timeout
+        self.completion_timeout = completion_timeout
+        self.diagnosis_interval_s = diagnosis_interval_s
+        self._clock = clock
+        self._last_diagnosis: float | None = None
+        self.diagnosis_supported = True
+        self._status_code = 0x00
+        self._reported: dict[str, int] = {"status": 0x00, "diagnosis": 0x00}
+        self._lock = asyncio.Lock()
+
+    async def identify(self) -> TerminalIdentity:
+        """The terminal id is all ZVT reveals; model and version are not part of it."""
+        outcome = await self._converse(status_enquiry(self.password))
+        tid = outcome.terminal_id or "unknown"
+        return TerminalIdentity(
+            model="ZVT terminal",
+            serial=tid,
+            hw_revision="",
+            firmware_version="unknown",
+            capabilities=["zvt"],
+        )
+
+    async def read_health(self) -> HealthMetrics:
+        """The partial health a Status Enquiry gives (see the module docstring)."""
+        code = (await self._converse(status_enquiry(self.password))).result_code
+        self._status_code = code
+        return HealthMetrics(
+            tamper=code in (0x89, 0xED),
+            printer=Printer(status=PrinterStatus.FAULT if code == 0xCC else PrinterStatus.OK),
+            keys=Keys(key_missing=code == 0x85, dukpt_remaining=0 if code == 0x74 else None),
+        )
+
+    async def read_faults(self) -> list[DetectedFault]:
+        """Faults whose result code appeared since the previous call."""
+        faults: list[DetectedFault] = []
+        status = await self._converse(status_enquiry(self.password))
+        self._status_code = status.result_code
+        faults += self._new_fault("status", status.result_code)
+        now = self._clock()
+        due = (
+            self._last_diagnosis is None or now - self._last_diagnosis >= self.diagnosis_interval_s
+        )
+        if self.diagnosis_supported and due:
+            self._last_diagnosis = now
+            try:
+                diag = await self._converse(diagnosis())
+            except TerminalRefusedError as exc:
+                # Some terminals do not offer Diagnosis to the ECR: keep the status faults
+                # and stop asking, rather than failing every poll.
+                if exc.result_code == NOT_SUPPORTED:
+                    log.warning("terminal does not support ZVT Diagnosis; host checks are off")
+                    self.diagnosis_supported = False
+                    return faults
+                raise
+            faults += self._new_fault("diagnosis", diag.result_code)
+        return faults
+
+    async def run_diagnosis(self) -> ZvtOutcome:
+        """Run a Diagnosis now (the terminal calls its host); returns how it ended."""
+        self._last_diagnosis = self._clock()
+        return await self._converse(diagnosis())
+
+    def _new_fault(self, source: str, code: int) -> list[DetectedFault]:
+        previous, self._reported[source] = self._reported[source], code
+        if code == previous:
+            return []
+        fault = fault_for(code)
+        return [] if fault is None else [fault]
+
+    async def _converse(self, command: Apdu) -> ZvtOutcome:
+        name = Control(control(command)).name.replace("_", " ").lower()
+        async with self._lock:
+            reply = await self.link.request(command, reply_timeout=self.reply_timeout)
+            if reply.is_failure:
+                raise TerminalRefusedError(name, reply.ins, "negative acknowledgement")
+            if not reply.is_success:
+                raise MalformedReplyError(f"{name}: expected 80 00, got {reply}")
+            outcome = ZvtOutcome(result_code=0x00)
+            for _ in range(MAX_MESSAGES):
+                message = await self.link.receive(reply_timeout=self.completion_timeout)
+                await self.link.send(success())
+                kind = control(message)
+                if kind in (Control.STATUS_INFORMATION, Control.COMPLETION):
+                    self._take(outcome, parse_bitmaps(message.data))
+                    if kind == Control.COMPLETION:
+                        return outcome
+                elif kind == Control.ABORT:
+                    outcome.result_code = message.data[0] if message.data else 0xFF
+                    return outcome
+                elif kind == Control.PRINT_LINE:
+                    # 06 D1: one attribute byte, then the text.
+                    outcome.printed.append(message.data[1:].decode("latin-1", "replace"))
+                elif kind != Control.INTERMEDIATE_STATUS:
+                    log.debug("%s: ignoring ZVT message %04X", name, kind)
+            raise MalformedReplyError(f"{name}: no completion after {MAX_MESSAGES} messages")
+
+    @staticmethod
+    def _take(outcome: ZvtOutcome, bitmaps: Bitmaps) -> None:
+        if bitmaps.result_code is not None:
+            outcome.result_code = bitmaps.result_code
+        if bitmaps.terminal_id is not None:
+            outcome.terminal_id = bitmaps.terminal_id
