@@ -1,11 +1,11 @@
 """The central ingest: broker -> validation -> store, acknowledged only once committed.
 
-paho-mqtt runs its own network thread. Each message crosses into the asyncio loop through
-``call_soon_threadsafe``; a semaphore bounds how many wait there, and when they are all
-taken the paho thread blocks instead of dropping anything (and the broker, told our
-Receive Maximum, holds the rest). The consumer task stores what is queued as one batch
-in one transaction, then sends the QoS 1 PUBACKs: a crash before the commit means the
-broker redelivers, and the store is idempotent, so nothing is lost and nothing doubles.
+paho-mqtt runs its own network thread. It only wraps each message and puts it into a
+bounded :class:`~posfleet.broker_bridge.handoff.Handoff`; when that is full the paho
+thread waits instead of dropping anything (and the broker, told our Receive Maximum,
+holds the rest). The consumer task takes what is queued as one batch, stores it in one
+transaction, then sends the QoS 1 PUBACKs: a crash before the commit means the broker
+redelivers, and the store is idempotent, so nothing is lost and nothing doubles.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import logging
 import random
 import ssl
 import threading
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
@@ -29,43 +29,36 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.broker_bridge.errors import NotSubscribedError
+from posfleet.broker_bridge.handoff import Handoff
 from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
     BatchOutcome,
     ChannelHandler,
+    DecodedBatch,
     RawMessage,
+    decode_batch,
     is_transient,
-    store_batch,
+    store_decoded,
 )
+from posfleet.broker_bridge.ingest_stats import IngestStats
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
+from posfleet.broker_bridge.telemetry_sink import TelemetrySink
 from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, Channel, Message, utcnow
+from posfleet.store.engine import write_transaction
 
 log = logging.getLogger(__name__)
 
 StoredHook = Callable[[Sequence[Message]], Awaitable[None]]
-"""Called with the newly stored messages after each committed batch."""
+"""Called with the newly stored messages after each committed, acknowledged batch.
+
+It runs on the ingest's own path before the next batch is stored: keep it cheap (hand
+slow work to a task of your own). Its exceptions are logged and counted, never fatal.
+"""
 
 MAX_PACKET_BYTES = 16 * MAX_PAYLOAD_BYTES
 """Larger packets are dropped by the broker; up to this size we dead-letter them ourselves."""
 
-_STOP = RawMessage(topic="", payload=b"")
 _RETRY_MAX_S = 30.0
-
-
-@dataclass(slots=True)
-class IngestStats:
-    """Counters of one ingest instance; read them from the event loop's thread."""
-
-    received: int = 0
-    stored: int = 0
-    duplicates: int = 0
-    dead_lettered: int = 0
-    ignored: int = 0
-    batches: int = 0
-    queue_depth: int = 0
-    store_retries: int = 0
-    hook_errors: int = 0
-    connects: int = 0
 
 
 class Ingest:
@@ -83,8 +76,9 @@ class Ingest:
         *,
         on_stored: StoredHook | None = None,
         handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
-        queue_size: int = 1000,
-        batch_size: int = 200,
+        sinks: Sequence[TelemetrySink] = (),
+        queue_size: int = 2000,
+        batch_size: int = 500,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
@@ -93,12 +87,10 @@ class Ingest:
         self._engine = engine
         self._on_stored = on_stored
         self._handlers = handlers
+        self.sinks = tuple(sinks)
         self._queue_size = queue_size
         self._batch_size = batch_size
-        # Messages waiting in the asyncio queue never exceed the semaphore's slots; the
-        # queue itself is unbounded only so the loop thread never has to block.
-        self._slots = threading.Semaphore(queue_size)
-        self._queue: asyncio.Queue[RawMessage] = asyncio.Queue()
+        self._handoff: Handoff[RawMessage] = Handoff(queue_size)
         self._closing = threading.Event()
         self._stopping = asyncio.Event()
         self._subscribed = asyncio.Event()
@@ -114,6 +106,7 @@ class Ingest:
 
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
+        self._handoff.bind(self._loop)
         self._client = self._build_client()
         tasks = asyncio.TaskGroup()
         await tasks.__aenter__()
@@ -142,7 +135,7 @@ class Ingest:
     ) -> None:
         self._closing.set()
         self._stopping.set()
-        self._queue.put_nowait(_STOP)
+        self._handoff.close()
         try:
             if self._tasks is not None:
                 # The body's own exception is not the task group's business: passing it
@@ -174,28 +167,38 @@ class Ingest:
     # -- the asyncio side --------------------------------------------------------------
 
     async def _consume(self) -> None:
-        while True:
-            batch = [await self._queue.get()]
-            while len(batch) < self._batch_size and not self._queue.empty():
-                batch.append(self._queue.get_nowait())
-            messages = [raw for raw in batch if raw is not _STOP]
-            stop = len(messages) < len(batch)
-            for _ in messages:
-                self._slots.release()
-            self.stats.queue_depth = self._queue.qsize()
-            if messages:
-                await self.process_batch(messages)
-            if stop:
-                return
+        # Two stages: validating batch N+1 (CPU, in this thread) overlaps with storing
+        # batch N (mostly in the database driver's thread, or on the server).
+        validated: asyncio.Queue[tuple[list[RawMessage], DecodedBatch] | None] = asyncio.Queue(1)
+
+        async def validate() -> None:
+            try:
+                while batch := await self._handoff.take(self._batch_size):
+                    self.stats.queue_depth = len(self._handoff)
+                    await validated.put((batch, decode_batch(batch)))
+            finally:
+                await validated.put(None)
+
+        async with asyncio.TaskGroup() as stages:
+            stages.create_task(validate(), name=f"ingest-validate[{self.connection.client_id}]")
+            while item := await validated.get():
+                started = time.perf_counter()
+                if await self._process(*item) is not None:
+                    self.stats.batch_latency.observe(time.perf_counter() - started)
 
     async def process_batch(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
-        """Store ``batch`` in one transaction, acknowledge it, then run the hook.
+        """Validate and store ``batch`` in one transaction, acknowledge it, run the hook.
 
         Transient database errors are retried with capped, jittered backoff until they
         clear; returns None only if the ingest is shutting down first, leaving the batch
         unacknowledged for the broker to redeliver.
         """
-        outcome = await self._commit_with_retry(batch)
+        return await self._process(batch, decode_batch(batch))
+
+    async def _process(
+        self, batch: Sequence[RawMessage], decoded: DecodedBatch
+    ) -> BatchOutcome | None:
+        outcome = await self._commit_with_retry(decoded)
         if outcome is None:
             return None
         self._acknowledge(batch)
@@ -204,6 +207,9 @@ class Ingest:
         self.stats.duplicates += outcome.duplicates
         self.stats.dead_lettered += outcome.dead_lettered
         self.stats.ignored += outcome.ignored
+        if outcome.stored:
+            for sink in self.sinks:
+                sink.submit(outcome.stored)
         if outcome.stored and self._on_stored is not None:
             try:
                 await self._on_stored(outcome.stored)
@@ -213,17 +219,17 @@ class Ingest:
                 log.exception("on_stored hook failed for a batch of %d", len(outcome.stored))
         return outcome
 
-    async def _commit_with_retry(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
+    async def _commit_with_retry(self, decoded: DecodedBatch) -> BatchOutcome | None:
         delay = 0.5
         while True:
             try:
-                async with self._engine.begin() as conn:
-                    return await store_batch(conn, batch, now=utcnow(), handlers=self._handlers)
+                async with write_transaction(self._engine) as conn:
+                    return await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 self.stats.store_retries += 1
-                log.warning("storing a batch of %d failed, retrying: %s", len(batch), exc)
+                log.warning("storing a batch of %d failed, retrying: %s", len(decoded.raws), exc)
             if self._stopping.is_set():
                 return None
             try:
@@ -242,11 +248,6 @@ class Ingest:
             # confirm something never stored. The broker redelivers the old one instead.
             if raw.qos > 0 and raw.session == self._session:
                 client.ack(raw.mid, raw.qos)
-
-    def _enqueue(self, raw: RawMessage) -> None:
-        self._queue.put_nowait(raw)
-        self.stats.received += 1
-        self.stats.queue_depth = self._queue.qsize()
 
     def _call_in_loop(self, func: Callable[..., object], *args: Any) -> bool:
         loop = self._loop
@@ -355,11 +356,10 @@ class Ingest:
         )
         # Backpressure: wait for room rather than drop. Unacknowledged messages left
         # behind at shutdown are redelivered by the broker.
-        while not self._slots.acquire(timeout=0.5):
-            if self._closing.is_set():
-                return
-        if self._closing.is_set() or not self._call_in_loop(self._enqueue, raw):
-            self._slots.release()
+        if self._closing.is_set() or not self._handoff.put(raw):
+            return
+        # The paho thread is this counter's only writer, so no lock and no loop wake-up.
+        self.stats.received += 1
 
 
 def _topic_text(msg: mqtt.MQTTMessage) -> str:

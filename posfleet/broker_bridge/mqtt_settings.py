@@ -6,7 +6,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from posfleet.contract import uplink_filters
+from posfleet.contract import UPLINK_CHANNELS, uplink_filters
 
 
 class BrokerConnection(BaseModel):
@@ -39,5 +39,19 @@ class BrokerConnection(BaseModel):
         return f"{self.host}:{self.port}"
 
     def subscriptions(self) -> list[str]:
-        """The topic filters this client subscribes to."""
-        return uplink_filters(self.share_group)
+        """The topic filters this client subscribes to.
+
+        With a ``share_group`` the live channels are shared subscriptions, so each
+        message goes to one instance of the group. The retained channels (``state``,
+        ``inventory``) stay ordinary subscriptions on every instance: a broker never
+        sends retained messages to a shared subscription, and storing them is
+        idempotent, so each instance applying them costs nothing but a few upserts.
+        """
+        if self.share_group is None:
+            return uplink_filters()
+        plain = uplink_filters()
+        shared = uplink_filters(self.share_group)
+        return [
+            own if channel.retained else share
+            for channel, own, share in zip(UPLINK_CHANNELS, plain, shared, strict=True)
+        ]

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from posfleet import __version__
+from posfleet.central.cli_diagnostics import register as register_diagnostics
 from posfleet.central.errors import CentralError
 from posfleet.central.settings import CentralSettings, load_central_settings
 from posfleet.contract import ContractError
@@ -69,6 +70,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--health-interval", type=int, default=60)
     p.add_argument("--keepalive", type=int, default=30)
     p.add_argument("--state-dir", type=Path, default=Path("var/simulate"))
+    p.add_argument(
+        "--serial", choices=["pty", "memory"], default="pty", help="memory: no ptys (load tests)"
+    )
+    p.add_argument(
+        "--scenario", type=Path, help="TOML scenario file played on every terminal (faults at t)"
+    )
     p.set_defaults(func=_cmd_simulate)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(metavar="ACTION")
@@ -110,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--auth-dir", type=Path, default=Path("var/broker"))
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_broker_provision_fleet)
+    register_diagnostics(sub)
     return parser
 
 
@@ -153,14 +161,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from posfleet.simulator.fleet import FleetOptions, load_fleet_file, run_fleet
+    from posfleet.simulator.fleet import FleetOptions, SerialMode, load_fleet_file, run_fleet
+    from posfleet.simulator.scenario import load_scenario
 
     fleet = load_fleet_file(args.fleet)
+    scenario = load_scenario(args.scenario) if args.scenario else None
     options = FleetOptions(
         broker_url=args.broker or fleet.broker_url,
         health_interval_s=args.health_interval,
         keepalive_s=args.keepalive,
         state_dir=args.state_dir,
+        serial=SerialMode(args.serial),
+        scenario=scenario,
     )
     terminals = fleet.terminals[: args.terminals] if args.terminals else fleet.terminals
     return _run_until_signal(lambda stop: run_fleet(terminals, options, stop))

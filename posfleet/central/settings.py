@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from posfleet.central.errors import CentralError
@@ -36,6 +36,25 @@ class CentralSettings(BaseSettings):
     client_id: str = "posfleet-central"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    # Telemetry (issue 4): SQL retention, and the optional InfluxDB-compatible sink.
+    raw_retention_days: Annotated[int, Field(ge=1)] = 7
+    rollup_retention_days: Annotated[int, Field(ge=1)] = 400
+    heartbeat_sweep_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    influx_url: str | None = Field(
+        default=None, description="InfluxDB v2 write API (InfluxDB, VictoriaMetrics); off if unset"
+    )
+    influx_token: SecretStr = SecretStr("")
+    influx_org: str = "posfleet"
+    influx_bucket: str = "posfleet"
+
+    @model_validator(mode="after")
+    def _rollups_outlive_raw_samples(self) -> CentralSettings:
+        if self.rollup_retention_days < self.raw_retention_days:
+            raise ValueError(
+                f"rollup_retention_days ({self.rollup_retention_days}) must be at least "
+                f"raw_retention_days ({self.raw_retention_days}): rollups replace raw samples"
+            )
+        return self
 
     @field_validator("broker_url")
     @classmethod

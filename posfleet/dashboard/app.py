@@ -9,7 +9,14 @@ from pathlib import Path
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.dashboard import fleet_page, liveness, login, terminals_api
+from posfleet.dashboard import (
+    fleet_page,
+    incidents_api,
+    liveness,
+    login,
+    metrics_endpoint,
+    terminals_api,
+)
 from posfleet.dashboard.access import authenticate, check_routes_declare_access
 from posfleet.dashboard.app_keys import (
     ENDED_SESSIONS_KEY,
@@ -62,7 +69,9 @@ def create_app(
     fleet_page.add_routes(app)
     login.add_routes(app)
     terminals_api.add_routes(app)
+    incidents_api.add_routes(app)
     liveness.add_routes(app)
+    metrics_endpoint.add_routes(app)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR)
     check_routes_declare_access(app)
     return app

@@ -39,6 +39,7 @@ from posfleet.dashboard.markup import Markup, concat, element
 from posfleet.dashboard.page_layout import page
 from posfleet.dashboard.session_tokens import is_well_formed_id, new_id
 from posfleet.store.accounts import Role, record_audit, verify_login
+from posfleet.store.engine import write_transaction
 
 PRESESSION_COOKIE = "pf_login"
 PRESESSION_LIFETIME = timedelta(hours=1)
@@ -154,7 +155,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         error = f"Too many failed logins for this user. Try again in {minutes} min."
         return _html(_login_page(token, next_path, username, error), status=429)
 
-    async with request.app[ENGINE_KEY].begin() as conn:
+    async with write_transaction(request.app[ENGINE_KEY]) as conn:
         user = await verify_login(conn, username, password)
         if user is None:
             target = username[:_AUDIT_TARGET_MAX]
@@ -185,7 +186,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
     require_csrf(request, form, session_binding(request))
     request.app[ENDED_SESSIONS_KEY].end(request[SESSION_KEY], utcnow())
     who = request[PRINCIPAL_KEY]
-    async with request.app[ENGINE_KEY].begin() as conn:
+    async with write_transaction(request.app[ENGINE_KEY]) as conn:
         await record_audit(conn, who.actor, "logout", who.name, {"remote": request.remote or ""})
     response = _see_other(LOGIN_PATH)
     response.del_cookie(SESSION_COOKIE, path="/")

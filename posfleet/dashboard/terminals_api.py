@@ -23,7 +23,11 @@ def json_model(model: pydantic.BaseModel, status: int = 200) -> web.Response:
 
 @requires(Role.VIEWER)
 async def list_terminals_endpoint(request: web.Request) -> web.Response:
-    """``GET /api/v1/terminals?online=&limit=&after=``: one page of terminals."""
+    """``GET /api/v1/terminals``: one page of terminals.
+
+    Parameters: ``online``, ``model``, ``firmware``, ``merchant``, ``site``, ``q`` (free
+    text), ``sort``, ``limit`` and ``after`` (the ``next`` cursor of the previous page).
+    """
     query = parse_terminal_query(request.query)
     async with request.app[ENGINE_KEY].connect() as conn:
         page = await fetch_terminal_page(conn, query)

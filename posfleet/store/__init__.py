@@ -5,9 +5,14 @@ code runs on both. Every table is declared in :mod:`posfleet.store.schema`.
 """
 
 from posfleet.store.dead_letters import DeadLetter, list_dead_letters, record_dead_letter
-from posfleet.store.engine import create_engine, default_database_url
+from posfleet.store.engine import create_engine, default_database_url, write_transaction
 from posfleet.store.errors import MigrationError, StoreError
+from posfleet.store.health_rollups import HealthRollup, list_rollups
 from posfleet.store.migrate import upgrade, upgrade_engine
+from posfleet.store.presence import mark_silent_terminals_offline
+from posfleet.store.report_batch import Report, record_reports
+from posfleet.store.retention import PruneResult, prune_telemetry
+from posfleet.store.terminal_filters import TerminalFilter, TerminalSort
 from posfleet.store.terminals import (
     TerminalRecord,
     apply_event,
@@ -15,14 +20,20 @@ from posfleet.store.terminals import (
     apply_inventory,
     apply_state,
     get_terminal,
+    hardware_owner,
     list_terminals,
 )
 
 __all__ = [
     "DeadLetter",
+    "HealthRollup",
     "MigrationError",
+    "PruneResult",
+    "Report",
     "StoreError",
+    "TerminalFilter",
     "TerminalRecord",
+    "TerminalSort",
     "apply_event",
     "apply_health",
     "apply_inventory",
@@ -30,9 +41,15 @@ __all__ = [
     "create_engine",
     "default_database_url",
     "get_terminal",
+    "hardware_owner",
     "list_dead_letters",
+    "list_rollups",
     "list_terminals",
+    "mark_silent_terminals_offline",
+    "prune_telemetry",
     "record_dead_letter",
+    "record_reports",
     "upgrade",
     "upgrade_engine",
+    "write_transaction",
 ]

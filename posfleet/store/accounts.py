@@ -316,18 +316,28 @@ async def resolve_api_token(conn: AsyncConnection, token: str) -> Principal | No
     if not _TOKEN_RE.match(token):
         return None
     t = api_tokens.c
+    digest = _token_digest(token)
+    now = utcnow()
+    # Write first, read second: on SQLite a transaction that reads and then writes fails
+    # at once ("database is locked") if another writer committed in between, and ingest
+    # commits all the time. Starting with the (rarely effective) UPDATE takes the write
+    # lock up front, waiting politely for it, so the request never fails for that reason.
+    await conn.execute(
+        sa.update(api_tokens)
+        .where(t.token_hash == digest)
+        .where(t.revoked.is_(False))
+        .where(sa.or_(t.last_used_at.is_(None), t.last_used_at <= now - LAST_USED_RESOLUTION))
+        .values(last_used_at=now)
+    )
     row = (
         await conn.execute(
-            sa.select(t.id, t.name, t.role, t.last_used_at)
-            .where(t.token_hash == _token_digest(token))
+            sa.select(t.id, t.name, t.role)
+            .where(t.token_hash == digest)
             .where(t.revoked.is_(False))
         )
     ).first()
     if row is None:
         return None
-    now = utcnow()
-    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
-        await conn.execute(sa.update(api_tokens).where(t.id == row.id).values(last_used_at=now))
     return Principal("token", row.id, row.name, Role(row.role))
 
 

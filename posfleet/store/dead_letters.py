@@ -70,8 +70,9 @@ async def record_dead_letter(
     error: str,
     *,
     now: datetime | None = None,
+    count: int = 1,
 ) -> None:
-    """Store a rejected message, or count one more of an identical one."""
+    """Store a rejected message, or count ``count`` more of an identical one."""
     now = now or utcnow()
     stmt = insert_for(conn, dead_letters).values(
         fingerprint=fingerprint(topic, payload, error),
@@ -80,11 +81,11 @@ async def record_dead_letter(
         error=_storable(error)[:MAX_ERROR_CHARS],
         first_seen=now,
         last_seen=now,
-        count=1,
+        count=count,
     )
     stmt = stmt.on_conflict_do_update(
         index_elements=[dead_letters.c.fingerprint],
-        set_={"count": dead_letters.c.count + 1, "last_seen": stmt.excluded.last_seen},
+        set_={"count": dead_letters.c.count + count, "last_seen": stmt.excluded.last_seen},
     )
     await conn.execute(stmt)
 

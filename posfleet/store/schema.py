@@ -58,12 +58,22 @@ terminals = sa.Table(
     sa.Column("health", json_document()),
     sa.Column("health_at", UtcDateTime()),
     sa.Column("health_seq", sa.BigInteger()),
-    sa.Index(None, "online", "last_seen"),
-    sa.Index(None, "last_seen"),
-    sa.Index(None, "model"),
-    sa.Index(None, "firmware_version"),
-    sa.Index(None, "merchant_id"),
-    sa.Index(None, "site_id"),
+    # Heartbeat watch: a terminal whose next report is overdue by 2x its interval is
+    # marked offline by the sweeper even if the broker never fired its LWT.
+    sa.Column("report_interval_s", sa.Integer()),
+    sa.Column("heartbeat_due_at", UtcDateTime()),
+    sa.Column("offline_reason", sa.String(16)),
+    # Every list filter is paired with terminal_id so that a filtered page is one index
+    # range scan in keyset order, fast at 100,000 terminals.
+    # No index on heartbeat_due_at: it changes with every report, and the sweeper's
+    # periodic scan of the table is far cheaper than maintaining one on the hot path.
+    sa.Index(None, "online", "terminal_id"),
+    sa.Index(None, "last_seen", "terminal_id"),
+    sa.Index(None, "model", "terminal_id"),
+    sa.Index(None, "firmware_version", "terminal_id"),
+    sa.Index(None, "merchant_id", "terminal_id"),
+    sa.Index(None, "site_id", "terminal_id"),
+    sa.Index(None, "serial"),
 )
 
 health_samples = sa.Table(
@@ -79,8 +89,12 @@ health_samples = sa.Table(
     sa.Column("seq", sa.BigInteger(), primary_key=True),
     sa.Column("ts", UtcDateTime(), nullable=False),
     sa.Column("metrics", json_document(), nullable=False),
+    # Which ingest batch stored the row: the hourly rollups are merged in SQL from the
+    # rows of one batch, so no report is ever counted twice nor handled twice in Python.
+    sa.Column("batch_id", sa.BigInteger()),
     sa.Index(None, "terminal_id", "ts"),
     sa.Index(None, "ts"),
+    sa.Index(None, "batch_id"),
 )
 
 fault_events = sa.Table(
@@ -103,6 +117,34 @@ fault_events = sa.Table(
     sa.UniqueConstraint("terminal_id", "seq"),
     sa.Index(None, "terminal_id", "ts"),
     sa.Index(None, "code", "ts"),
+)
+
+health_rollups = sa.Table(
+    "health_rollups",
+    metadata,
+    sa.Column(
+        "terminal_id",
+        sa.String(64),
+        sa.ForeignKey("terminals.terminal_id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    # Start of the UTC hour the samples were taken in (by the report's own ts).
+    sa.Column("hour", UtcDateTime(), primary_key=True),
+    sa.Column("samples", sa.Integer(), nullable=False),
+    # Sums and counts rather than averages, so that merging a batch is an addition.
+    sa.Column("temperature_sum", sa.Float(), nullable=False, server_default="0"),
+    sa.Column("temperature_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("temperature_max", sa.Float()),
+    sa.Column("battery_min", sa.Float()),
+    sa.Column("rssi_min", sa.Integer()),
+    sa.Column("host_unreachable", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("printer_faults", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("tamper", sa.Integer(), nullable=False, server_default="0"),
+    # Counters are cumulative since reboot; the hour's maximum is what the terminal reached.
+    sa.Column("reader_reads_max", sa.BigInteger()),
+    sa.Column("reader_errors_max", sa.BigInteger()),
+    sa.Column("declined_max", sa.BigInteger()),
+    sa.Index(None, "hour"),
 )
 
 dead_letters = sa.Table(
@@ -156,4 +198,103 @@ audit_log = sa.Table(
     sa.Column("reason", sa.Text(), nullable=False, server_default=""),
     sa.Index(None, "ts"),
     sa.Index(None, "target", "ts"),
+)
+
+# --- diagnostics tables below (owned by posfleet.diagnostics) ---
+
+INCIDENT_STATES = ("open", "acknowledged", "resolved")
+"""Lifecycle of an incident; only ``resolved`` ones have no ``open_key``."""
+
+PLAYBOOK_RUN_STATES = ("running", "succeeded", "failed", "timed_out")
+"""Every playbook run ends in one of the last three, server-side deadline included."""
+
+_INCIDENT_STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in INCIDENT_STATES))
+_RUN_STATE_CHECK = "state IN ({})".format(", ".join(f"'{s}'" for s in PLAYBOOK_RUN_STATES))
+
+incidents = sa.Table(
+    "incidents",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    # No foreign key to terminals: an incident's history outlives a decommissioned terminal.
+    sa.Column("terminal_id", sa.String(64)),
+    sa.Column("rule_id", sa.String(128), nullable=False),
+    # "<terminal>/<rule>" (or "fleet/<group>") while not resolved, NULL once resolved. The
+    # unique constraint is what makes one open incident per (terminal, rule) hold under
+    # any concurrency, on SQLite and PostgreSQL alike (both allow many NULLs).
+    sa.Column("open_key", sa.String(256), unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("title", sa.String(200), nullable=False),
+    sa.Column("component", sa.String(32), nullable=False),
+    sa.Column("severity", sa.String(16), nullable=False),
+    sa.Column("escalation", sa.String(16), nullable=False),
+    sa.Column("cause", sa.Text(), nullable=False),
+    sa.Column("remedy", json_document(), nullable=False),
+    sa.Column("facts", json_document(), nullable=False),
+    sa.Column("parent_id", sa.BigInteger(), sa.ForeignKey("incidents.id", ondelete="SET NULL")),
+    sa.Column("correlation", sa.String(200)),
+    # What the terminal was when the incident opened, for analytics by model, firmware, site.
+    sa.Column("model", sa.String(64)),
+    sa.Column("firmware_version", sa.String(64)),
+    sa.Column("site_id", sa.String(64)),
+    sa.Column("merchant_id", sa.String(64)),
+    sa.Column("opened_at", UtcDateTime(), nullable=False),
+    sa.Column("last_seen_at", UtcDateTime(), nullable=False),
+    sa.Column("acknowledged_at", UtcDateTime()),
+    sa.Column("resolved_at", UtcDateTime()),
+    sa.Column("updated_at", UtcDateTime(), nullable=False),
+    sa.Column("occurrences", sa.Integer(), nullable=False, server_default="1"),
+    sa.Column("reopen_count", sa.Integer(), nullable=False, server_default="0"),
+    sa.Column("assignee", sa.String(128)),
+    sa.Column("acknowledged_by", sa.String(128)),
+    sa.Column("resolved_by", sa.String(128)),
+    sa.Column("resolution", sa.Text(), nullable=False, server_default=""),
+    sa.Column("escalated_to", sa.String(16)),
+    sa.CheckConstraint(_INCIDENT_STATE_CHECK, name="state"),
+    sa.CheckConstraint("kind IN ('terminal', 'fleet')", name="kind"),
+    sa.Index(None, "state", "opened_at"),
+    sa.Index(None, "terminal_id", "rule_id", "resolved_at"),
+    sa.Index(None, "rule_id", "opened_at"),
+    sa.Index(None, "parent_id"),
+    sa.Index(None, "opened_at"),
+)
+
+incident_notes = sa.Table(
+    "incident_notes",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column(
+        "incident_id",
+        sa.BigInteger(),
+        sa.ForeignKey("incidents.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("ts", UtcDateTime(), nullable=False),
+    sa.Column("author", sa.String(128), nullable=False),
+    # note (staff), command (a linked remote command), playbook (a run's outcome), system.
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("text", sa.Text(), nullable=False),
+    sa.Column("detail", json_document(), nullable=False),
+    sa.Index(None, "incident_id", "ts"),
+)
+
+playbook_runs = sa.Table(
+    "playbook_runs",
+    metadata,
+    sa.Column("id", big_id(), primary_key=True, autoincrement=True),
+    sa.Column("incident_id", sa.BigInteger(), sa.ForeignKey("incidents.id", ondelete="SET NULL")),
+    sa.Column("terminal_id", sa.String(64), nullable=False),
+    sa.Column("playbook", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("verdict", sa.Text(), nullable=False, server_default=""),
+    sa.Column("remedy", json_document(), nullable=False),
+    sa.Column("steps", json_document(), nullable=False),
+    sa.Column("started_by", sa.String(128), nullable=False),
+    sa.Column("started_at", UtcDateTime(), nullable=False),
+    sa.Column("deadline_at", UtcDateTime(), nullable=False),
+    sa.Column("finished_at", UtcDateTime()),
+    sa.CheckConstraint(_RUN_STATE_CHECK, name="state"),
+    sa.Index(None, "incident_id"),
+    sa.Index(None, "terminal_id", "started_at"),
+    sa.Index(None, "state", "deadline_at"),
 )

@@ -16,7 +16,9 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport, Inventory, State, utcnow
-from posfleet.store.schema import fault_events, health_samples, terminals
+from posfleet.store.report_batch import OFFLINE_BY_LWT, Report, record_reports
+from posfleet.store.schema import terminals
+from posfleet.store.terminal_filters import TerminalFilter, TerminalSort, keyset_page
 from posfleet.store.upsert import insert_for
 
 MAX_PAGE = 1000
@@ -50,6 +52,9 @@ class TerminalRecord(pydantic.BaseModel):
     last_seq: int | None
     seq_gaps: int
     seq_duplicates: int
+    offline_reason: str | None = None
+    """Why an offline terminal is offline: ``lwt`` (connection lost) or ``heartbeat``."""
+    report_interval_s: int | None = None
 
 
 def _later(candidate: Any, current: sa.ColumnElement[datetime]) -> sa.ColumnElement[datetime]:
@@ -58,18 +63,6 @@ def _later(candidate: Any, current: sa.ColumnElement[datetime]) -> sa.ColumnElem
         (sa.or_(current.is_(None), candidate > current), candidate),
         else_=current,
     )
-
-
-async def _touch(conn: AsyncConnection, terminal_id: str, now: datetime) -> None:
-    """Make sure the terminal's row exists and note that it was heard from."""
-    stmt = insert_for(conn, terminals).values(
-        terminal_id=terminal_id, first_seen=now, last_seen=now
-    )
-    stmt = stmt.on_conflict_do_update(
-        index_elements=[terminals.c.terminal_id],
-        set_={"last_seen": _later(stmt.excluded.last_seen, terminals.c.last_seen)},
-    )
-    await conn.execute(stmt)
 
 
 async def apply_state(
@@ -87,6 +80,7 @@ async def apply_state(
     stmt = insert_for(conn, terminals).values(
         terminal_id=terminal_id,
         online=state.online,
+        offline_reason=None if state.online else OFFLINE_BY_LWT,
         agent_version=state.agent_version,
         boot_id=state.boot_id,
         state_at=state.ts,
@@ -99,6 +93,7 @@ async def apply_state(
         index_elements=[t.terminal_id],
         set_={
             "online": new.online,
+            "offline_reason": new.offline_reason,
             "agent_version": new.agent_version,
             "boot_id": new.boot_id,
             "state_at": new.state_at,
@@ -167,94 +162,47 @@ async def apply_inventory(
     return result.rowcount == 1
 
 
-async def _count_duplicate(conn: AsyncConnection, terminal_id: str) -> None:
-    await conn.execute(
-        sa.update(terminals)
-        .where(terminals.c.terminal_id == terminal_id)
-        .values(seq_duplicates=terminals.c.seq_duplicates + 1)
-    )
+async def hardware_owner(
+    conn: AsyncConnection, model: str, serial: str, *, other_than: str
+) -> str | None:
+    """The id of another *online* terminal that reported this model and serial, if any.
 
-
-async def _advance_seq(conn: AsyncConnection, terminal_id: str, seq: int) -> None:
-    """Account for a newly stored ``seq`` in one atomic UPDATE.
-
-    A jump past ``last_seq + 1`` adds the skipped numbers to ``seq_gaps``; a late arrival
-    below ``last_seq`` (an outbox replay overtaken by live reports) fills one of them.
-    The first seq ever seen opens the count: earlier history is unknown, not lost.
+    One device online under two terminal ids means a device is publishing with another
+    terminal's credentials; the ingest refuses the second one. A device re-provisioned
+    under a new id while its old id is offline is not a conflict.
     """
     t = terminals.c
-    value = sa.literal(seq, sa.BigInteger())
-    gap_delta = sa.case(
-        (t.last_seq.is_(None), 0),
-        (value > t.last_seq, value - t.last_seq - 1),
-        (sa.and_(value < t.last_seq, t.seq_gaps > 0), -1),
-        else_=0,
-    )
-    await conn.execute(
-        sa.update(terminals)
-        .where(t.terminal_id == terminal_id)
-        .values(
-            seq_gaps=t.seq_gaps + gap_delta,
-            last_seq=sa.case(
-                (sa.or_(t.last_seq.is_(None), value > t.last_seq), value), else_=t.last_seq
-            ),
+    query = (
+        sa.select(t.terminal_id)
+        .where(
+            t.serial == serial,
+            t.model == model,
+            t.terminal_id != other_than,
+            t.online == sa.true(),
         )
+        .limit(1)
     )
+    owner: str | None = await conn.scalar(query)
+    return owner
 
 
 async def apply_health(
     conn: AsyncConnection, terminal_id: str, report: HealthReport, *, now: datetime | None = None
 ) -> bool:
-    """Store a health report; return False if this (terminal, seq) was already stored."""
-    now = now or utcnow()
-    await _touch(conn, terminal_id, now)
-    metrics = report.metrics.model_dump(mode="json", exclude_none=True)
-    stmt = (
-        insert_for(conn, health_samples)
-        .values(terminal_id=terminal_id, seq=report.seq, ts=report.ts, metrics=metrics)
-        .on_conflict_do_nothing(index_elements=["terminal_id", "seq"])
-    )
-    if (await conn.execute(stmt)).rowcount != 1:
-        await _count_duplicate(conn, terminal_id)
-        return False
-    await _advance_seq(conn, terminal_id, report.seq)
-    t = terminals.c
-    # A report that arrives late (outbox replay) is kept as a sample but must not
-    # replace a newer "latest health".
-    await conn.execute(
-        sa.update(terminals)
-        .where(t.terminal_id == terminal_id)
-        .where(sa.or_(t.health_seq.is_(None), t.health_seq < report.seq))
-        .values(health=metrics, health_at=report.ts, health_seq=report.seq)
-    )
-    return True
+    """Store a health report; return False if this (terminal, seq) was already stored.
+
+    One report at a time; the ingest stores whole batches with :func:`record_reports`.
+    """
+    fresh = await record_reports(conn, [Report(terminal_id, report)], now=now or utcnow())
+    return fresh[0]
 
 
 async def apply_event(
     conn: AsyncConnection, terminal_id: str, event: FaultEvent, *, now: datetime | None = None
 ) -> bool:
     """Store a fault event; return False if this (terminal, seq) was already stored."""
-    now = now or utcnow()
-    await _touch(conn, terminal_id, now)
-    stmt = (
-        insert_for(conn, fault_events)
-        .values(
-            terminal_id=terminal_id,
-            seq=event.seq,
-            ts=event.ts,
-            code=event.code,
-            component=event.component.value,
-            severity=event.severity.value,
-            detail=event.detail,
-            zvt_result_code=event.zvt_result_code,
-        )
-        .on_conflict_do_nothing(index_elements=["terminal_id", "seq"])
-    )
-    if (await conn.execute(stmt)).rowcount != 1:
-        await _count_duplicate(conn, terminal_id)
-        return False
-    await _advance_seq(conn, terminal_id, event.seq)
-    return True
+    fresh = await record_reports(conn, [Report(terminal_id, event)], now=now or utcnow())
+    return fresh[0]
 
 
 _RECORD_COLUMNS = [terminals.c[name] for name in TerminalRecord.model_fields]
@@ -268,18 +216,27 @@ def _record(row: sa.Row[Any]) -> TerminalRecord:
 
 
 async def list_terminals(
-    conn: AsyncConnection, *, online: bool | None = None, limit: int = 100, after: str | None = None
+    conn: AsyncConnection,
+    *,
+    online: bool | None = None,
+    limit: int = 100,
+    after: str | None = None,
+    where: TerminalFilter | None = None,
+    sort: TerminalSort = TerminalSort.TERMINAL_ID,
 ) -> list[TerminalRecord]:
-    """One page of terminals ordered by id; pass the last id seen as ``after`` for the next.
+    """One page of terminals; pass the last id of a page as ``after`` for the next.
 
-    Keyset pagination stays fast and stable on a large fleet while terminals come and go,
+    ``where`` narrows the list (model, firmware, merchant, site, free text; see
+    :class:`TerminalFilter`), ``online`` by presence, and ``sort`` orders it. Keyset
+    pagination stays fast and stable on a large fleet while terminals come and go,
     where OFFSET would skip or repeat rows.
     """
-    query = sa.select(*_RECORD_COLUMNS).order_by(terminals.c.terminal_id)
+    query = sa.select(*_RECORD_COLUMNS)
     if online is not None:
         query = query.where(terminals.c.online == online)
-    if after is not None:
-        query = query.where(terminals.c.terminal_id > after)
+    if where is not None:
+        query = query.where(*where.conditions(conn.dialect.name))
+    query = keyset_page(query, sort, after)
     query = query.limit(max(1, min(limit, MAX_PAGE)))
     rows = (await conn.execute(query)).all()
     return [_record(row) for row in rows]

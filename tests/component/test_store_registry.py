@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -42,6 +43,7 @@ from posfleet.store import (
     upgrade,
     upgrade_engine,
 )
+from posfleet.store.migrate import alembic_config
 from posfleet.store.schema import health_samples, metadata
 from tests.harness.private_postgres import PrivatePostgres
 
@@ -89,10 +91,10 @@ def state(online: bool, boot_id: str = "boot-1", ts: datetime = T0) -> State:
     return State(online=online, agent_version="1.4.0", boot_id=boot_id, ts=ts)
 
 
-def inventory(firmware: str = "5.2.1", ts: datetime = T0) -> Inventory:
+def inventory(firmware: str = "5.2.1", ts: datetime = T0, serial: str = "SN-0001") -> Inventory:
     return Inventory(
         model="V400m",
-        serial="SN-0001",
+        serial=serial,
         hw_revision="B",
         firmware_version=firmware,
         app_versions={"payment": "3.1.0"},
@@ -134,7 +136,8 @@ async def test_migrations_create_exactly_the_declared_schema(engine: AsyncEngine
     async with engine.connect() as conn:
         assert await conn.run_sync(_schema_diff) == []
         version = (await conn.execute(sa.text("SELECT version_num FROM alembic_version"))).scalar()
-    assert version == "0001_initial"
+    # The newest revision shipped (later revisions stack on top of this one).
+    assert version == ScriptDirectory.from_config(alembic_config()).get_current_head()
     await upgrade_engine(engine)  # already at head: a no-op, not an error
 
 
@@ -178,10 +181,13 @@ async def test_inventory_before_or_after_state_ends_in_one_full_record(
         await apply_inventory(conn, "T-inv-first", inventory(), now=T0)
         await apply_state(conn, "T-inv-first", state(True), now=T0)
         await apply_state(conn, "T-state-first", state(True), now=T0)
-        await apply_inventory(conn, "T-state-first", inventory(), now=T0)
+        await apply_inventory(conn, "T-state-first", inventory(serial="SN-0002"), now=T0)
         # An older retained inventory must not roll the firmware version back.
         assert not await apply_inventory(
-            conn, "T-state-first", inventory("4.0.0", T0 - timedelta(days=1)), now=T0
+            conn,
+            "T-state-first",
+            inventory("4.0.0", T0 - timedelta(days=1), serial="SN-0002"),
+            now=T0,
         )
     async with engine.connect() as conn:
         records = await list_terminals(conn)

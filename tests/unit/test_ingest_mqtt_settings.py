@@ -8,11 +8,16 @@ import pytest
 from posfleet.broker_bridge import BrokerConnection
 
 
-def test_shared_group_turns_every_filter_into_a_shared_subscription() -> None:
+def test_shared_group_shares_live_channels_and_keeps_retained_ones_per_instance() -> None:
     filters = BrokerConnection(share_group="central").subscriptions()
-    assert filters
-    assert all(f.startswith("$share/central/pos/v1/+/") for f in filters)
+    # Brokers never deliver retained messages to a shared subscription.
+    assert sorted(f for f in filters if not f.startswith("$share/")) == [
+        "pos/v1/+/inventory",
+        "pos/v1/+/state",
+    ]
     assert "$share/central/pos/v1/+/health" in filters
+    assert "$share/central/pos/v1/+/event" in filters
+    assert len(filters) == len(BrokerConnection().subscriptions())
 
 
 def test_without_a_group_every_instance_gets_everything() -> None:

@@ -1,0 +1,179 @@
+"""Ingest benchmark: drain rate of the full pipeline against a bare paho subscriber.
+
+A backlog of health reports from many terminals is preloaded into persistent sessions on
+a private mosquitto, then drained (a) by a paho subscriber that does nothing and (b) by
+the full ingest pipeline on SQLite, side by side in one run. Also measured: two
+instances sharing one subscription, the effect of fleet size at a fixed message count,
+and the fleet list's p95 query time at 100,000 terminals (SQLite and PostgreSQL).
+
+    .venv/bin/python -m bench.ingest            # 200,000 reports from 10,000 terminals
+    .venv/bin/python -m bench.ingest --quick    # a smaller run
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.ingest_broker_load import BenchBroker, bare_drain
+from bench.ingest_pipeline_run import (
+    connection,
+    migrate,
+    pipeline_drain,
+    run_instance,
+    stored_samples,
+)
+from bench.ingest_registry_queries import registry_query_p95
+from posfleet.broker_bridge import BrokerConnection, tune_gc
+
+QUEUE_SIZE = 4000
+BATCH_SIZE = 1000
+
+
+def _say(text: str) -> None:
+    print(text, flush=True)
+
+
+def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) -> dict[str, Any]:
+    """(a) bare subscriber vs (b) full pipeline on the same backlog."""
+    total = terminals * per_terminal
+    filters = BrokerConnection().subscriptions()
+    bench.create_session("bench-bare", filters)
+    bench.create_session("bench-pipeline", filters)
+    _say(f"preloading {total:,} health reports from {terminals:,} terminals ...")
+    publish_s = bench.publish_backlog(terminals, per_terminal)
+    _say(f"  published in {publish_s:.1f} s ({total / publish_s:,.0f}/s)")
+
+    bare_s = bare_drain(bench, "bench-bare", total, QUEUE_SIZE)
+    _say(f"(a) bare paho subscriber: {total / bare_s:,.0f} msg/s")
+
+    url = f"sqlite+aiosqlite:///{work / 'headline.db'}"
+    asyncio.run(migrate(url))
+    conn = connection(bench.broker.host, bench.broker.port, bench.credentials, "bench-pipeline")
+    pipe_s, hooked = asyncio.run(
+        pipeline_drain(conn, url, total, queue_size=QUEUE_SIZE, batch_size=BATCH_SIZE)
+    )
+    stored = stored_samples(work / "headline.db")
+    _say(f"(b) full pipeline:        {total / pipe_s:,.0f} msg/s ({stored:,} stored)")
+    return {
+        "messages": total,
+        "terminals": terminals,
+        "publish_rate": round(total / publish_s),
+        "bare_rate": round(total / bare_s),
+        "pipeline_rate": round(total / pipe_s),
+        "ratio": round(bare_s / pipe_s, 3),
+        "stored": stored,
+        "hooked": hooked,
+    }
+
+
+def shared(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) -> dict[str, Any]:
+    """Two instances (processes) on one shared subscription and one SQLite file."""
+    total = terminals * per_terminal
+    group = "benchgroup"
+    filters = BrokerConnection(share_group=group).subscriptions()
+    ids = ("bench-shared-1", "bench-shared-2")
+    for client_id in ids:
+        bench.create_session(client_id, filters)
+    bench.publish_backlog(terminals, per_terminal)
+    path = work / "shared.db"
+    url = f"sqlite+aiosqlite:///{path}"
+    asyncio.run(migrate(url))
+    ctx = multiprocessing.get_context("spawn")
+    stop = ctx.Event()
+    started = time.perf_counter()
+    workers = [
+        ctx.Process(
+            target=run_instance,
+            args=(
+                connection(bench.broker.host, bench.broker.port, bench.credentials, cid, group),
+                url,
+                stop,
+                QUEUE_SIZE,
+                BATCH_SIZE,
+            ),
+        )
+        for cid in ids
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        deadline = time.monotonic() + 900
+        while (stored := stored_samples(path)) < total and time.monotonic() < deadline:
+            time.sleep(0.1)
+        elapsed = time.perf_counter() - started
+    finally:
+        stop.set()
+        for worker in workers:
+            worker.join(30)
+    _say(f"two instances, one shared subscription: {total / elapsed:,.0f} msg/s ({stored:,})")
+    return {"messages": total, "rate": round(total / elapsed), "stored": stored}
+
+
+def fleet_sizes(bench: BenchBroker, work: Path, total: int, sizes: list[int]) -> dict[str, int]:
+    """Pipeline rate at one message count spread over fleets of different sizes."""
+    rates: dict[str, int] = {}
+    for terminals in sizes:
+        per_terminal = max(1, total // terminals)
+        client_id = f"bench-fleet-{terminals}"
+        bench.create_session(client_id, BrokerConnection().subscriptions())
+        bench.publish_backlog(terminals, per_terminal)
+        url = f"sqlite+aiosqlite:///{work / f'fleet-{terminals}.db'}"
+        asyncio.run(migrate(url))
+        conn = connection(bench.broker.host, bench.broker.port, bench.credentials, client_id)
+        count = terminals * per_terminal
+        seconds, _ = asyncio.run(
+            pipeline_drain(conn, url, count, queue_size=QUEUE_SIZE, batch_size=BATCH_SIZE)
+        )
+        rates[str(terminals)] = round(count / seconds)
+        _say(f"{terminals:>7,} terminals x {per_terminal}: {count / seconds:,.0f} msg/s")
+    return rates
+
+
+def main() -> None:
+    """Run the benchmark and print the JSON summary last."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smaller, faster run")
+    parser.add_argument("--skip-registry", action="store_true", help="no 100k query run")
+    args = parser.parse_args()
+    # As `posfleet serve` runs (see posfleet.central.service): the ingest allocates a
+    # few objects per message, and the default GC thresholds rescan the whole heap far
+    # too often at tens of thousands of messages a second. Applies to (a) and (b) alike.
+    tune_gc()
+    if args.quick:
+        terminals, per_terminal, scale_total, sizes = 2_000, 10, 20_000, [1_000, 10_000]
+        registry_size = 20_000
+    else:
+        terminals, per_terminal, scale_total = 10_000, 20, 100_000
+        sizes, registry_size = [1_000, 10_000, 100_000], 100_000
+    result: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="posfleet-bench-") as tmp:
+        work = Path(tmp)
+        bench = BenchBroker.start(work)
+        try:
+            result["headline"] = headline(bench, work, terminals, per_terminal)
+            result["shared_two_instances"] = shared(bench, work, terminals, per_terminal // 2)
+            result["fleet_size_rates"] = fleet_sizes(bench, work, scale_total, sizes)
+        finally:
+            bench.broker.stop()
+        if not args.skip_registry:
+            result["registry_p95_ms"] = asyncio.run(registry_query_p95(work, registry_size))
+    summary = {
+        "bare_rate": result["headline"]["bare_rate"],
+        "pipeline_rate": result["headline"]["pipeline_rate"],
+        "ratio": result["headline"]["ratio"],
+        **result,
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""Benchmark plumbing: drain a preloaded session through the full ingest pipeline.
+
+Full pipeline = what ``posfleet serve`` runs per message: validation at the edge, dead
+letter checks, the fleet registry, SQL telemetry (raw samples and hourly rollups), the
+manual acknowledgement after commit, and the ``on_stored`` hook diagnostics will use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing.synchronize
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from posfleet.broker_bridge import BrokerConnection, Ingest, tune_gc
+from posfleet.central.broker_auth import BrokerCredentials
+from posfleet.contract import Message
+from posfleet.store import create_engine, upgrade_engine
+
+
+def connection(
+    host: str,
+    port: int,
+    credentials: BrokerCredentials,
+    client_id: str,
+    share_group: str | None = None,
+) -> BrokerConnection:
+    """The bridge's connection for a benchmark client."""
+    return BrokerConnection(
+        host=host,
+        port=port,
+        username=credentials.username,
+        password=credentials.password,
+        client_id=client_id,
+        share_group=share_group,
+        session_expiry_s=3600,
+    )
+
+
+async def migrate(database_url: str) -> None:
+    """Create the schema."""
+    engine = create_engine(database_url)
+    try:
+        await upgrade_engine(engine)
+    finally:
+        await engine.dispose()
+
+
+async def pipeline_drain(
+    conn: BrokerConnection, database_url: str, expected: int, *, queue_size: int, batch_size: int
+) -> tuple[float, int]:
+    """Drain the session through :class:`Ingest`; (seconds, messages the hook saw)."""
+    engine = create_engine(database_url)
+    hooked = 0
+    drained = asyncio.Event()
+    ingest: Ingest | None = None
+
+    async def on_stored(messages: Sequence[Message]) -> None:
+        nonlocal hooked
+        hooked += len(messages)
+        if ingest is not None and ingest.stats.processed >= expected:
+            drained.set()
+
+    try:
+        started = time.perf_counter()
+        async with Ingest(
+            conn, engine, on_stored=on_stored, queue_size=queue_size, batch_size=batch_size
+        ) as ingest:
+            await drained.wait()
+            elapsed = time.perf_counter() - started
+        return elapsed, hooked
+    finally:
+        await engine.dispose()
+
+
+def run_instance(
+    conn: BrokerConnection,
+    database_url: str,
+    stop: multiprocessing.synchronize.Event,
+    queue_size: int,
+    batch_size: int,
+) -> None:
+    """One central instance in its own process, until ``stop`` is set."""
+    tune_gc()
+
+    async def main() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with Ingest(conn, engine, queue_size=queue_size, batch_size=batch_size):
+                await asyncio.to_thread(stop.wait)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(main())
+
+
+def stored_samples(sqlite_path: Path) -> int:
+    """Health samples in the benchmark's SQLite file (read by the parent process)."""
+    with sqlite3.connect(sqlite_path, timeout=30) as db:
+        (count,) = db.execute("SELECT count(*) FROM health_samples").fetchone()
+    return int(count)

@@ -1,0 +1,508 @@
+"""The rule engine: pure, incremental, one state per terminal.
+
+No I/O and no clock of its own: the caller feeds messages with the time they arrived and
+calls :meth:`RuleEngine.tick` now and then; the engine answers with :class:`Finding` s
+(a rule began or stopped holding). A message re-evaluates only the rules that read a
+field it changed (plus the rules whose windows are live); ``tick`` advances windows,
+``for`` durations and absences.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel
+
+from posfleet.contract import (
+    Channel,
+    FaultEvent,
+    HealthReport,
+    Inventory,
+    Message,
+    State,
+)
+from posfleet.diagnostics.counter_window import CounterWindow
+from posfleet.diagnostics.findings import Finding, FindingKind
+from posfleet.diagnostics.rule_model import Escalation, Rule
+from posfleet.diagnostics.terminal_state import Phase, RuleState, TerminalState
+
+log = logging.getLogger(__name__)
+
+REPORTED_FAULT_QUIET = timedelta(minutes=30)
+"""A terminal-reported fault no rule covers resolves after this long without a repeat."""
+
+REPORTED_PREFIX = "reported."
+
+
+@dataclass(slots=True)
+class EngineStats:
+    """Counters of one engine: work done, and conditions that could not be evaluated."""
+
+    messages: int = 0
+    evaluations: int = 0
+    condition_errors: int = 0
+    opened: int = 0
+    cleared: int = 0
+
+
+def reported_fault_rule(event: FaultEvent) -> Rule:
+    """The rule under which a fault event that no rule covers becomes an incident."""
+    return Rule(
+        id=f"{REPORTED_PREFIX}{event.code}",
+        title=f"Terminal reported {event.code}",
+        component=event.component,
+        severity=event.severity,
+        cause=event.detail or f"the terminal reported the fault {event.code}",
+        remedy=("Ask the merchant to restart the terminal", "Run the self-test playbook"),
+        escalation=Escalation.REMOTE_FIX,
+        source="reported by the terminal",
+    )
+
+
+class RuleEngine:
+    """Evaluates rules against a fleet's messages; not thread-safe, one per event loop."""
+
+    def __init__(self, rules: Sequence[Rule] = ()) -> None:
+        self.stats = EngineStats()
+        self._terminals: dict[str, TerminalState] = {}
+        self._reported_rules: dict[str, Rule] = {}
+        self._rules: dict[str, Rule] = {}
+        self._by_input: dict[str, list[Rule]] = {}
+        self._by_path: dict[str, list[Rule]] = {}
+        self._windowed: list[Rule] = []
+        self._counting: list[Rule] = []
+        self._absence: list[Rule] = []
+        self.replace_rules(rules)
+
+    # -- rules ---------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules in force."""
+        return list(self._rules.values())
+
+    def replace_rules(self, rules: Sequence[Rule]) -> list[Finding]:
+        """Put ``rules`` in force; returns CLEARED findings for rules that were removed.
+
+        A rule kept under the same id keeps its per-terminal state (an open incident is
+        not reopened by a reload); a changed rule is re-evaluated at the next message.
+        """
+        now_ids = {rule.id for rule in rules}
+        findings: list[Finding] = []
+        for old_id in set(self._rules) - now_ids:
+            old = self._rules[old_id]
+            for terminal_id, state in self._terminals.items():
+                rule_state = state.rules.pop(old_id, None)
+                if rule_state is not None and rule_state.phase is Phase.FIRING:
+                    at = state.last_report_at or datetime.min
+                    findings.append(Finding(FindingKind.CLEARED, terminal_id, old, at))
+        self._rules = {rule.id: rule for rule in rules}
+        by_input: dict[str, list[Rule]] = defaultdict(list)
+        by_path: dict[str, list[Rule]] = defaultdict(list)
+        for rule in rules:
+            for name in rule.inputs:
+                by_input[name].append(rule)
+            for path in rule.input_paths:
+                by_path[path].append(rule)
+        self._by_input = dict(by_input)
+        self._by_path = dict(by_path)
+        self._windowed = [r for r in rules if r.increase or r.events]
+        self._counting = [r for r in rules if r.increase]
+        self._absence = [r for r in rules if r.absence_intervals is not None]
+        _event_rules.cache_clear()
+        return findings
+
+    # -- messages ------------------------------------------------------------------------
+
+    def observe(self, message: Message, now: datetime) -> list[Finding]:
+        """Take one stored contract message that arrived at ``now``."""
+        payload: BaseModel = message.payload
+        terminal_id = message.topic.terminal_id
+        channel = message.topic.channel
+        if channel is Channel.HEALTH and isinstance(payload, HealthReport):
+            return self.observe_health(terminal_id, payload, now)
+        if channel is Channel.EVENT and isinstance(payload, FaultEvent):
+            return self.observe_event(terminal_id, payload, now)
+        if channel is Channel.STATE and isinstance(payload, State):
+            return self.observe_state(terminal_id, payload, now)
+        if channel is Channel.INVENTORY and isinstance(payload, Inventory):
+            return self.observe_inventory(terminal_id, payload, now)
+        return []
+
+    def observe_health(
+        self, terminal_id: str, report: HealthReport, now: datetime
+    ) -> list[Finding]:
+        """A health report: update the metrics and evaluate the rules that read them."""
+        self.stats.messages += 1
+        state = self._terminal(terminal_id)
+        findings = self._heard_from(terminal_id, state, now)
+        if state.last_seq is not None and report.seq < state.last_seq:
+            # An outbox replay older than what we know: it must not roll the state back.
+            return findings
+        state.last_seq = report.seq
+        state.interval_s = float(report.interval_s)
+        metrics = report.metrics.model_dump(mode="json", exclude_none=True)
+        changed = _changed_paths(state.metrics, metrics)
+        uptime = metrics.get("uptime_s")
+        if isinstance(uptime, int):
+            if state.last_uptime_s is not None and uptime < state.last_uptime_s:
+                state.boots += 1
+                changed.add("boots")
+            state.last_uptime_s = uptime
+        state.metrics = metrics
+        candidates = self._rules_reading(changed)
+        for rule in self._windowed:
+            rule_state = state.rules.get(rule.id)
+            if rule_state is not None and rule_state.phase is not Phase.IDLE:
+                candidates[rule.id] = rule
+        variables = state.variables(now.date())
+        # Every counter is sampled on every report, changed or not: a window needs its
+        # baseline, and time passing without growth is information too.
+        for rule in self._counting:
+            self._sample_counters(rule, state, variables, changed, now)
+        findings += self._evaluate(terminal_id, state, candidates.values(), variables, now)
+        return findings
+
+    def observe_event(self, terminal_id: str, event: FaultEvent, now: datetime) -> list[Finding]:
+        """A fault event: count it, and open an incident for it if no rule covers it."""
+        self.stats.messages += 1
+        state = self._terminal(terminal_id)
+        findings = self._heard_from(terminal_id, state, now)
+        state.events.append((now, event.code))
+        rules = _event_rules(tuple(self._rules.values()), event.code)
+        if rules:
+            variables = state.variables(now.date())
+            known = variables.keys() | {"increase", "events"}
+            # A rule whose other inputs have not been reported yet (an event before the
+            # first health report) cannot judge the event: it becomes a reported fault.
+            if any(r.when is None or r.when.variables <= known for r in rules):
+                findings += self._evaluate(terminal_id, state, rules, variables, now)
+                return findings
+        rule = self._reported_rules.get(event.code)
+        if rule is None or rule.severity != event.severity:
+            rule = self._reported_rules[event.code] = reported_fault_rule(event)
+        first = event.code not in state.reported
+        state.reported[event.code] = now
+        if first:
+            self.stats.opened += 1
+            facts = {
+                "code": event.code,
+                "detail": event.detail,
+                "zvt_result_code": event.zvt_result_code,
+            }
+            findings.append(Finding(FindingKind.OPENED, terminal_id, rule, now, facts))
+        return findings
+
+    def observe_state(self, terminal_id: str, state_msg: State, now: datetime) -> list[Finding]:
+        """A birth message or LWT: online is an input rules may read."""
+        self.stats.messages += 1
+        state = self._terminal(terminal_id)
+        findings: list[Finding] = []
+        if state_msg.online:
+            findings = self._heard_from(terminal_id, state, now)
+        if state.online != state_msg.online:
+            state.online = state_msg.online
+            variables = state.variables(now.date())
+            findings += self._evaluate(
+                terminal_id, state, self._by_input.get("online", ()), variables, now
+            )
+        return findings
+
+    def observe_inventory(
+        self, terminal_id: str, inventory: Inventory, now: datetime
+    ) -> list[Finding]:
+        """What the terminal is: rules may read ``inventory.*``; firmware changes are noted."""
+        self.stats.messages += 1
+        state = self._terminal(terminal_id)
+        previous = state.inventory.get("firmware_version")
+        if previous is not None and previous != inventory.firmware_version:
+            state.firmware_changed_at = now
+        state.inventory = {
+            **state.inventory,
+            "model": inventory.model,
+            "firmware_version": inventory.firmware_version,
+            "site_id": inventory.site_id,
+            "merchant_id": inventory.merchant_id,
+        }
+        return self._inventory_changed(terminal_id, state, now)
+
+    def set_intended_firmware(
+        self, terminal_id: str, version: str | None, now: datetime
+    ) -> list[Finding]:
+        """The firmware a rollout wants this terminal on (None: no intent)."""
+        state = self._terminal(terminal_id)
+        inventory = dict(state.inventory)
+        if version is None:
+            inventory.pop("intended_firmware", None)
+        else:
+            inventory["intended_firmware"] = version
+        state.inventory = inventory
+        return self._inventory_changed(terminal_id, state, now)
+
+    def firmware_changed_at(self, terminal_id: str) -> datetime | None:
+        """When this engine saw the terminal's firmware version change, if it did."""
+        state = self._terminals.get(terminal_id)
+        return None if state is None else state.firmware_changed_at
+
+    def _inventory_changed(
+        self, terminal_id: str, state: TerminalState, now: datetime
+    ) -> list[Finding]:
+        variables = state.variables(now.date())
+        rules = self._by_input.get("inventory", ())
+        return self._evaluate(terminal_id, state, rules, variables, now)
+
+    def tick(self, now: datetime) -> list[Finding]:
+        """Let time pass: windows slide, ``for`` durations elapse, absences grow."""
+        findings: list[Finding] = []
+        for terminal_id, state in self._terminals.items():
+            due: dict[str, Rule] = {}
+            for rule_id, rule_state in state.rules.items():
+                if rule_state.phase is Phase.IDLE:
+                    continue
+                rule = self._rules.get(rule_id)
+                if rule is not None and (rule.windowed or rule_state.phase is Phase.PENDING):
+                    due[rule_id] = rule
+            for rule in self._absence:
+                due[rule.id] = rule
+            if due:
+                variables = state.variables(now.date())
+                findings += self._evaluate(terminal_id, state, due.values(), variables, now)
+            for code, last in list(state.reported.items()):
+                if now - last >= REPORTED_FAULT_QUIET:
+                    del state.reported[code]
+                    rule = self._reported_rules.get(code)
+                    if rule is not None:
+                        self.stats.cleared += 1
+                        findings.append(Finding(FindingKind.CLEARED, terminal_id, rule, now))
+        return findings
+
+    def assume_firing(self, terminal_id: str, rule_id: str, since: datetime) -> None:
+        """Start from a known open incident (after a restart), so that it can clear."""
+        state = self._terminal(terminal_id)
+        if rule_id.startswith(REPORTED_PREFIX):
+            state.reported[rule_id.removeprefix(REPORTED_PREFIX)] = since
+            return
+        if rule_id in self._rules:
+            rule_state = state.rule(rule_id)
+            rule_state.phase, rule_state.since = Phase.FIRING, since
+
+    def forget(self, terminal_id: str) -> None:
+        """Drop everything known about a terminal (decommissioned)."""
+        self._terminals.pop(terminal_id, None)
+
+    def firing(self, terminal_id: str) -> list[str]:
+        """Ids of the rules currently holding for ``terminal_id``."""
+        state = self._terminals.get(terminal_id)
+        if state is None:
+            return []
+        ids = [rid for rid, rs in state.rules.items() if rs.phase is Phase.FIRING]
+        return ids + [f"{REPORTED_PREFIX}{code}" for code in state.reported]
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _terminal(self, terminal_id: str) -> TerminalState:
+        state = self._terminals.get(terminal_id)
+        if state is None:
+            state = self._terminals[terminal_id] = TerminalState()
+        return state
+
+    def _heard_from(self, terminal_id: str, state: TerminalState, now: datetime) -> list[Finding]:
+        """Note a sign of life; absence rules that were firing clear at once."""
+        state.last_report_at = now
+        if not self._absence:
+            return []
+        variables = state.variables(now.date())
+        held = [r for r in self._absence if r.id in state.rules]
+        return self._evaluate(terminal_id, state, held, variables, now) if held else []
+
+    def _rules_reading(self, changed: Iterable[str]) -> dict[str, Rule]:
+        found: dict[str, Rule] = {}
+        for path in changed:
+            for rule in self._by_path.get(path, ()):
+                found[rule.id] = rule
+        return found
+
+    def _sample_counters(
+        self,
+        rule: Rule,
+        state: TerminalState,
+        variables: dict[str, Any],
+        changed: set[str],
+        now: datetime,
+    ) -> None:
+        rule_state = state.rule(rule.id)
+        for name, expr in rule.increase:
+            window = rule_state.counters.get(name)
+            if window is not None and window.last is not None and changed.isdisjoint(expr.paths):
+                # Unchanged inputs, unchanged counter: record the time, skip the evaluation.
+                window.add(now, window.last)
+                continue
+            if not expr.variables <= variables.keys():
+                continue
+            try:
+                value = float(expr.evaluate(variables))
+            except (ValueError, TypeError) as exc:
+                self._condition_failed(rule, expr.source, exc)
+                continue
+            if window is None:
+                window = rule_state.counters[name] = CounterWindow(rule.window)
+            window.add(now, value)
+
+    def _evaluate(
+        self,
+        terminal_id: str,
+        state: TerminalState,
+        rules: Iterable[Rule],
+        base: dict[str, Any],
+        now: datetime,
+    ) -> list[Finding]:
+        findings: list[Finding] = []
+        for rule in rules:
+            rule_state = state.rule(rule.id)
+            variables = self._rule_variables(rule, rule_state, state, base, now)
+            holds = self._holds(rule, rule.when, state, variables, now)
+            if holds is None:
+                continue
+            self.stats.evaluations += 1
+            finding = self._advance(
+                terminal_id,
+                rule=rule,
+                rule_state=rule_state,
+                state=state,
+                variables=variables,
+                holds=holds,
+                now=now,
+            )
+            if finding is not None:
+                findings.append(finding)
+        return findings
+
+    def _rule_variables(
+        self,
+        rule: Rule,
+        rule_state: RuleState,
+        state: TerminalState,
+        base: dict[str, Any],
+        now: datetime,
+    ) -> dict[str, Any]:
+        if not rule.increase and not rule.events:
+            return base
+        variables = dict(base)
+        start = now - rule.window
+        variables["increase"] = {
+            name: (w.increase(now) if (w := rule_state.counters.get(name)) else 0.0)
+            for name, _ in rule.increase
+        }
+        variables["events"] = {
+            count.name: state.count_events(count.codes, start, rule_state.cleared_at)
+            for count in rule.events
+        }
+        return variables
+
+    def _holds(
+        self,
+        rule: Rule,
+        expr: Any,
+        state: TerminalState,
+        variables: dict[str, Any],
+        now: datetime,
+    ) -> bool | None:
+        """The condition's truth; None when it cannot be known (inputs not reported)."""
+        absence = rule.absence_intervals
+        if absence is not None and expr is rule.when and not state.absent(now, absence):
+            return False
+        if expr is None:
+            return True
+        if not expr.variables <= variables.keys():
+            return None
+        try:
+            return bool(expr.evaluate(variables))
+        except ValueError as exc:
+            self._condition_failed(rule, expr.source, exc)
+            return None
+
+    def _advance(
+        self,
+        terminal_id: str,
+        *,
+        rule: Rule,
+        rule_state: RuleState,
+        state: TerminalState,
+        variables: dict[str, Any],
+        holds: bool,
+        now: datetime,
+    ) -> Finding | None:
+        if rule_state.phase is Phase.FIRING:
+            if rule.clear_when is not None:
+                cleared = self._holds(rule, rule.clear_when, state, variables, now)
+                if cleared is None:
+                    return None
+            else:
+                cleared = not holds
+            if not cleared:
+                return None
+            rule_state.phase, rule_state.since, rule_state.cleared_at = Phase.IDLE, None, now
+            self.stats.cleared += 1
+            return Finding(FindingKind.CLEARED, terminal_id, rule, now, _facts(rule, variables))
+        if not holds:
+            rule_state.phase, rule_state.since = Phase.IDLE, None
+            return None
+        if rule_state.phase is Phase.IDLE:
+            rule_state.phase, rule_state.since = Phase.PENDING, now
+        since = rule_state.since or now
+        if now - since < rule.hold_for:
+            return None
+        rule_state.phase = Phase.FIRING
+        self.stats.opened += 1
+        return Finding(FindingKind.OPENED, terminal_id, rule, now, _facts(rule, variables))
+
+    def _condition_failed(self, rule: Rule, source: str, exc: Exception) -> None:
+        self.stats.condition_errors += 1
+        # Once per rule and reason is enough for the log; the counter keeps the total.
+        if self.stats.condition_errors <= 100:
+            log.warning("rule %s (%s): cannot evaluate %r: %s", rule.id, rule.source, source, exc)
+
+
+def _changed_paths(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
+    """Top-level metric names that changed, and for objects their changed fields too."""
+    changed: set[str] = set()
+    for key in old.keys() | new.keys():
+        before, after = old.get(key), new.get(key)
+        if before == after:
+            continue
+        changed.add(key)
+        if isinstance(before, dict) and isinstance(after, dict):
+            for sub in before.keys() | after.keys():
+                if before.get(sub) != after.get(sub):
+                    changed.add(f"{key}.{sub}")
+        elif isinstance(before, dict) or isinstance(after, dict):
+            for sub in before if isinstance(before, dict) else after or {}:
+                changed.add(f"{key}.{sub}")
+    return changed
+
+
+@lru_cache(maxsize=1024)
+def _event_rules(rules: tuple[Rule, ...], code: str) -> tuple[Rule, ...]:
+    return tuple(
+        rule
+        for rule in rules
+        if any(fnmatchcase(code, p) for count in rule.events for p in count.codes)
+    )
+
+
+def _facts(rule: Rule, variables: dict[str, Any]) -> dict[str, Any]:
+    """The values the rule read, kept on the incident so staff see why it fired."""
+    facts: dict[str, Any] = {
+        name: variables[name] for name in sorted(rule.inputs) if name in variables
+    }
+    for group in ("increase", "events"):
+        if group in variables:
+            facts[group] = variables[group]
+    return facts

@@ -1,0 +1,65 @@
+"""Pruning telemetry past its retention window, in small transactions.
+
+Raw health samples are kept for days, hourly rollups for about a year (both set by the
+central settings). Rows are deleted in chunks so that a large backlog never holds one
+long write transaction against the ingest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posfleet.store.schema import health_rollups, health_samples
+
+DEFAULT_RAW_RETENTION = timedelta(days=7)
+DEFAULT_ROLLUP_RETENTION = timedelta(days=400)
+PRUNE_CHUNK_ROWS = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class PruneResult:
+    """How many rows one pruning pass deleted."""
+
+    samples: int
+    rollups: int
+
+
+async def _delete_older(
+    engine: AsyncEngine, table: sa.Table, ts: sa.Column[datetime], cutoff: datetime
+) -> int:
+    key = sa.tuple_(table.c.terminal_id, table.c[_second_key(table)])
+    deleted = 0
+    while True:
+        chunk = (
+            sa.select(table.c.terminal_id, table.c[_second_key(table)])
+            .where(ts < cutoff)
+            .limit(PRUNE_CHUNK_ROWS)
+        )
+        async with engine.begin() as conn:
+            result = await conn.execute(sa.delete(table).where(key.in_(chunk)))
+        deleted += result.rowcount
+        if result.rowcount < PRUNE_CHUNK_ROWS:
+            return deleted
+
+
+def _second_key(table: sa.Table) -> str:
+    return "seq" if table is health_samples else "hour"
+
+
+async def prune_telemetry(
+    engine: AsyncEngine,
+    *,
+    now: datetime,
+    raw_retention: timedelta = DEFAULT_RAW_RETENTION,
+    rollup_retention: timedelta = DEFAULT_ROLLUP_RETENTION,
+) -> PruneResult:
+    """Delete raw samples older than ``raw_retention`` and rollups older than theirs."""
+    samples = await _delete_older(engine, health_samples, health_samples.c.ts, now - raw_retention)
+    rollups = await _delete_older(
+        engine, health_rollups, health_rollups.c.hour, now - rollup_retention
+    )
+    return PruneResult(samples, rollups)

@@ -1,0 +1,184 @@
+"""The rule engine alone: pure, driven with messages and explicit times."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from posfleet.contract import (
+    Component,
+    FaultEvent,
+    HealthMetrics,
+    HealthReport,
+    Network,
+    NetworkType,
+    ReaderCounters,
+    Severity,
+)
+from posfleet.contract.health import CardReader
+from posfleet.diagnostics.counter_window import CounterWindow
+from posfleet.diagnostics.findings import Finding, FindingKind
+from posfleet.diagnostics.rule_engine import RuleEngine
+from posfleet.diagnostics.rule_files import parse_rules
+
+T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+RULE = """\
+rules:
+  - id: {id}
+    title: t
+    component: {component}
+    severity: warning
+    cause: c
+    remedy: [r]
+    escalation: remote_fix
+"""
+
+
+def _rules(*bodies: str) -> RuleEngine:
+    text = "rules:\n" + "".join(
+        RULE.removeprefix("rules:\n").format(id=rule_id, component=component) + extra
+        for rule_id, component, extra in (b.split("|", 2) for b in bodies)
+    )
+    return RuleEngine(parse_rules(text, "test.yaml"))
+
+
+def _at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+class Feed:
+    def __init__(self, engine: RuleEngine, terminal_id: str = "T-1") -> None:
+        self.engine, self.terminal_id, self.seq = engine, terminal_id, 0
+
+    def report(self, seconds: float, interval_s: int = 60, **metrics: object) -> list[Finding]:
+        self.seq += 1
+        report = HealthReport(
+            seq=self.seq,
+            ts=_at(seconds),
+            interval_s=interval_s,
+            metrics=HealthMetrics.model_validate(metrics),
+        )
+        return self.engine.observe_health(self.terminal_id, report, _at(seconds))
+
+
+def _kinds(findings: list[Finding]) -> list[str]:
+    return [f"{f.kind.value}:{f.rule.id}" for f in findings]
+
+
+def test_for_holds_back_until_the_condition_lasted_long_enough() -> None:
+    engine = _rules("hot|temperature|    when: temperature_c > 60.0\n    for: 5m\n")
+    feed = Feed(engine)
+    assert feed.report(0, temperature_c=70.0) == []
+    assert engine.tick(_at(240)) == []
+    assert _kinds(engine.tick(_at(301))) == ["opened:hot"]
+    # A dip below the threshold before the duration restarts the wait.
+    feed2 = Feed(engine, "T-2")
+    feed2.report(0, temperature_c=70.0)
+    feed2.report(120, temperature_c=20.0)
+    feed2.report(180, temperature_c=70.0)
+    assert [f.terminal_id for f in engine.tick(_at(400))] == []
+    assert [f.terminal_id for f in engine.tick(_at(481))] == ["T-2"]
+
+
+def test_clear_when_gives_hysteresis() -> None:
+    engine = _rules(
+        "hot|temperature|    when: temperature_c > 60.0\n    clear_when: temperature_c <= 55.0\n"
+    )
+    feed = Feed(engine)
+    assert _kinds(feed.report(0, temperature_c=61.0)) == ["opened:hot"]
+    # Hovering just under the trigger does not resolve and reopen it every report.
+    assert feed.report(60, temperature_c=59.0) == []
+    assert feed.report(120, temperature_c=60.5) == []
+    assert _kinds(feed.report(180, temperature_c=54.0)) == ["cleared:hot"]
+
+
+def test_counter_increase_survives_a_reboot() -> None:
+    window = CounterWindow(timedelta(minutes=10))
+    for seconds, value in ((0, 100), (60, 110), (120, 3), (180, 8)):
+        window.add(_at(seconds), value)
+    # 10 before the reboot, 3 right after it (from zero), then 5.
+    assert window.increase(_at(180)) == 18
+    # Growth before the window stops counting; the last sample before it is the baseline.
+    assert window.increase(_at(60 + 600 + 1)) == 8
+    assert window.increase(_at(180 + 600 + 1)) == 0
+
+
+def _reader(reads: int, errors: int) -> CardReader:
+    return CardReader(chip=ReaderCounters(reads=reads, errors=errors))
+
+
+def test_error_ratio_over_a_window_opens_and_clears() -> None:
+    rule = (
+        "reader|card_reader|    window: 10m\n"
+        "    increase:\n"
+        "      reads: card_reader.chip.reads\n      errors: card_reader.chip.errors\n"
+        "    when: increase.reads >= 10.0 && increase.errors / increase.reads > 0.05\n"
+    )
+    engine = _rules(rule)
+    feed = Feed(engine)
+    feed.report(0, card_reader=_reader(0, 0))
+    assert feed.report(60, card_reader=_reader(20, 0)) == []
+    opened = feed.report(120, card_reader=_reader(40, 5))
+    assert _kinds(opened) == ["opened:reader"]
+    assert opened[0].facts["increase"] == {"reads": 40.0, "errors": 5.0}
+    # The terminal reboots: counters restart from zero, and the errors stop.
+    feed.report(180, card_reader=_reader(0, 0))
+    assert _kinds(feed.report(800, card_reader=_reader(60, 0))) == ["cleared:reader"]
+
+
+def test_absence_opens_after_k_intervals_and_clears_on_the_next_report() -> None:
+    engine = _rules("offline|system|    absence_intervals: 2\n")
+    feed = Feed(engine)
+    feed.report(0, interval_s=60)
+    assert engine.tick(_at(119)) == []
+    assert _kinds(engine.tick(_at(121))) == ["opened:offline"]
+    assert engine.tick(_at(500)) == []
+    assert _kinds(feed.report(510)) == ["cleared:offline"]
+
+
+def test_only_rules_whose_inputs_changed_are_evaluated() -> None:
+    engine = _rules(
+        "hot|temperature|    when: temperature_c > 60.0\n",
+        "low|battery|    when: battery.percent < 15.0\n",
+    )
+    feed = Feed(engine)
+    battery = {"percent": 80.0, "charging": False}
+    feed.report(0, temperature_c=30.0, battery=battery)
+    assert engine.stats.evaluations == 2
+    feed.report(60, temperature_c=30.0, battery=battery)
+    assert engine.stats.evaluations == 2, "nothing changed: nothing evaluated"
+    feed.report(120, temperature_c=31.0, battery=battery)
+    assert engine.stats.evaluations == 3, "only the temperature rule"
+
+
+def test_a_condition_that_cannot_be_evaluated_is_counted_not_fatal() -> None:
+    engine = _rules("bad|network|    when: network.host_reachable < 3\n")
+    feed = Feed(engine)
+    # A boolean compared with a number: CEL has no such overload.
+    findings = feed.report(0, network=Network(type=NetworkType.ETHERNET, host_reachable=True))
+    assert findings == []
+    assert engine.stats.condition_errors == 1
+
+
+def test_a_reported_fault_no_rule_covers_is_an_incident_until_it_goes_quiet() -> None:
+    engine = _rules("hot|temperature|    when: temperature_c > 60.0\n")
+    event = FaultEvent(
+        seq=1, ts=T0, code="pin_pad.stuck", component=Component.PIN_PAD, severity=Severity.ERROR
+    )
+    opened = engine.observe_event("T-1", event, T0)
+    assert _kinds(opened) == ["opened:reported.pin_pad.stuck"]
+    assert engine.observe_event("T-1", event.model_copy(update={"seq": 2}), _at(60)) == []
+    assert engine.tick(_at(60 + 29 * 60)) == []
+    assert _kinds(engine.tick(_at(60 + 30 * 60))) == ["cleared:reported.pin_pad.stuck"]
+
+
+def test_reload_keeps_running_state_and_clears_removed_rules() -> None:
+    hot = "hot|temperature|    when: temperature_c > 60.0\n"
+    engine = _rules(hot, "low|battery|    when: battery.percent < 15.0\n")
+    feed = Feed(engine)
+    feed.report(0, temperature_c=70.0, battery={"percent": 5.0, "charging": False})
+    assert sorted(engine.firing("T-1")) == ["hot", "low"]
+    removed = engine.replace_rules([r for r in engine.rules if r.id == "hot"])
+    assert [(f.kind, f.rule.id) for f in removed] == [(FindingKind.CLEARED, "low")]
+    # "hot" stays firing: no second OPENED for it after the reload.
+    assert feed.report(60, temperature_c=71.0) == []
+    assert engine.firing("T-1") == ["hot"]
