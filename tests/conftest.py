@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.central.broker_auth import BrokerCredentials
+from posfleet.store import create_engine, upgrade, upgrade_engine
+from posfleet.store.schema import metadata
 from tests.harness import MqttProbe, PrivateBroker, require_binary
 from tests.harness.private_postgres import PrivatePostgres
 
@@ -82,10 +86,38 @@ def postgres_server() -> Iterator[PrivatePostgres]:
 
 
 @pytest.fixture(scope="session")
-def postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
-    """An empty PostgreSQL database (not migrated) shared by the session's store tests."""
+def migrated_postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
+    """A PostgreSQL database at the latest migration, shared by the session's store tests."""
     url = postgres_server.create_database()
     try:
+        upgrade(url)
         yield url
     finally:
         postgres_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Run the test once per backend: a new SQLite file, then the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'posfleet.db'}"
+    url: str = request.getfixturevalue("migrated_postgres_url")
+    return url
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a migrated database holding no rows, on each backend in turn."""
+    if database_url.startswith("sqlite"):
+        eng = create_engine(database_url)
+        await upgrade_engine(eng)
+    else:
+        # Room for tests that open many connections at once (concurrency tests).
+        eng = create_engine(database_url, pool_size=20)
+        async with eng.begin() as conn:
+            names = ", ".join(t.name for t in metadata.sorted_tables)
+            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    try:
+        yield eng
+    finally:
+        await eng.dispose()

@@ -4,9 +4,7 @@ lifecycle, flapping, and fleet correlation of many terminals sharing one cause."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -26,7 +24,7 @@ from posfleet.contract import (
 )
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
 from posfleet.diagnostics.webhooks import NotificationEvent
-from posfleet.store import apply_inventory, create_engine, upgrade, upgrade_engine
+from posfleet.store import apply_inventory
 from posfleet.store.incidents import (
     IncidentKind,
     IncidentRecord,
@@ -42,40 +40,14 @@ from posfleet.store.incidents import (
     resolve_incident,
     resolve_open_incident,
 )
-from tests.harness.private_postgres import PrivatePostgres
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="module")
-def incidents_pg_url(postgres_server: PrivatePostgres) -> Iterator[str]:
-    url = postgres_server.create_database()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        postgres_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'incidents.db'}"
-    url: str = request.getfixturevalue("incidents_pg_url")
-    return url
-
-
 @pytest.fixture
-async def db(database_url: str) -> AsyncIterator[AsyncEngine]:
-    if database_url.startswith("sqlite"):
-        engine = create_engine(database_url)
-        await upgrade_engine(engine)
-    else:
-        engine = create_engine(database_url, pool_size=20)
-    try:
-        yield engine
-    finally:
-        await engine.dispose()
+def db(engine: AsyncEngine) -> AsyncEngine:
+    """This module's name for the both-backends engine of the conftest."""
+    return engine
 
 
 def _spec(terminal_id: str, rule_id: str = "printer.not_ready") -> IncidentSpec:

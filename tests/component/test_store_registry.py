@@ -7,11 +7,8 @@ and drops its own database there.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -35,56 +32,16 @@ from posfleet.store import (
     apply_health,
     apply_inventory,
     apply_state,
-    create_engine,
     get_terminal,
     list_dead_letters,
     list_terminals,
     record_dead_letter,
-    upgrade,
     upgrade_engine,
 )
 from posfleet.store.migrate import alembic_config
 from posfleet.store.schema import health_samples, metadata
-from tests.harness.private_postgres import PrivatePostgres
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture(scope="session")
-def postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
-    """A fresh, migrated PostgreSQL database (on the session's private server)."""
-    url = postgres_server.create_database()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        postgres_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """The URL of an empty database on each backend (migrated or not, see ``engine``)."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'posfleet.db'}"
-    url: str = request.getfixturevalue("postgres_url")
-    return url
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a migrated database holding no rows."""
-    eng = create_engine(database_url)
-    if eng.dialect.name == "sqlite":
-        await upgrade_engine(eng)
-    else:
-        # One PostgreSQL database per session (migrated by the fixture); empty it per test.
-        async with eng.begin() as conn:
-            names = ", ".join(t.name for t in metadata.sorted_tables)
-            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def state(online: bool, boot_id: str = "boot-1", ts: datetime = T0) -> State:

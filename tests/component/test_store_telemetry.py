@@ -6,9 +6,7 @@ orders and keyset pages.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -31,53 +29,16 @@ from posfleet.store import (
     TerminalSort,
     apply_inventory,
     apply_state,
-    create_engine,
     get_terminal,
     list_rollups,
     list_terminals,
     mark_silent_terminals_offline,
     prune_telemetry,
     record_reports,
-    upgrade,
-    upgrade_engine,
 )
-from posfleet.store.schema import health_samples, metadata
-from tests.harness.private_postgres import PrivatePostgres
+from posfleet.store.schema import health_samples
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(scope="module")
-def telemetry_pg_url(postgres_server: PrivatePostgres) -> Iterator[str]:
-    url = postgres_server.create_database()
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        postgres_server.drop_database(url)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'posfleet.db'}"
-    url: str = request.getfixturevalue("telemetry_pg_url")
-    return url
-
-
-@pytest.fixture
-async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(database_url)
-    if eng.dialect.name == "sqlite":
-        await upgrade_engine(eng)
-    else:
-        async with eng.begin() as conn:
-            names = ", ".join(t.name for t in metadata.sorted_tables)
-            await conn.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def report(
