@@ -7,9 +7,10 @@ explain a bad one the same way: every problem, one per line, with where it came 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
+from urllib.parse import urlsplit
 
-from pydantic import ValidationError
+from pydantic import AfterValidator, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,6 +19,25 @@ from pydantic_settings import (
 )
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _check_broker_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
+        raise ValueError(
+            f"broker_url {value!r} must look like mqtt://host:1883 or mqtts://host:8883"
+        )
+    return value
+
+
+BrokerUrl = Annotated[str, AfterValidator(_check_broker_url)]
+"""An MQTT broker address: ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (TLS)."""
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """Host and port of a :data:`BrokerUrl`; the port defaults to 1883, or 8883 for TLS."""
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
 def toml_aware_sources(

@@ -6,14 +6,18 @@ import base64
 import binascii
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from posfleet.agent.errors import ConfigError
 from posfleet.contract import validate_terminal_id
-from posfleet.settings_files import load_settings, toml_aware_sources
+from posfleet.settings_files import (
+    BrokerUrl,
+    broker_address,
+    load_settings,
+    toml_aware_sources,
+)
 
 DEFAULT_CONFIG_FILE = Path("/etc/posfleet/agent.toml")
 
@@ -26,7 +30,9 @@ class AgentSettings(BaseSettings):
     )
 
     terminal_id: str = Field(description="this terminal's id, also its MQTT username")
-    broker_url: str = Field(default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://")
+    broker_url: BrokerUrl = Field(
+        default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://"
+    )
     username: str | None = Field(default=None, description="defaults to the terminal id")
     password: SecretStr = SecretStr("")
     tls_ca_file: Path | None = None
@@ -58,16 +64,6 @@ class AgentSettings(BaseSettings):
     def _valid_id(cls, value: str) -> str:
         return validate_terminal_id(value)
 
-    @field_validator("broker_url")
-    @classmethod
-    def _valid_broker_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(
-                f"broker_url {value!r} must look like mqtt://host:1883 or mqtts://host:8883"
-            )
-        return value
-
     @field_validator("trusted_firmware_keys")
     @classmethod
     def _valid_firmware_keys(cls, value: list[str]) -> list[str]:
@@ -94,7 +90,7 @@ class AgentSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _consistent(self) -> AgentSettings:
-        if self.broker_url.startswith("mqtts://") is False and self.tls_ca_file is not None:
+        if not self.broker_url.startswith("mqtts://") and self.tls_ca_file is not None:
             raise ValueError("tls_ca_file is set but broker_url is not mqtts://")
         if self.fault_poll_s > self.health_interval_s:
             raise ValueError("fault_poll_s must not exceed health_interval_s")
@@ -105,13 +101,12 @@ class AgentSettings(BaseSettings):
     @property
     def broker_host(self) -> str:
         """Host part of :attr:`broker_url`."""
-        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+        return broker_address(self.broker_url)[0]
 
     @property
     def broker_port(self) -> int:
         """Port of :attr:`broker_url`, defaulting to 1883 / 8883."""
-        parts = urlsplit(self.broker_url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return broker_address(self.broker_url)[1]
 
     @property
     def mqtt_username(self) -> str:

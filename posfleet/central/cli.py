@@ -31,6 +31,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    # Alembic announces every plugin it loads at INFO; operators need only the migrations.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     if not hasattr(args, "func"):
         parser.print_help()
         return 2

@@ -5,13 +5,17 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 from typing import Annotated
-from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from posfleet.central.errors import CentralError
-from posfleet.settings_files import load_settings, toml_aware_sources
+from posfleet.settings_files import (
+    BrokerUrl,
+    broker_address,
+    load_settings,
+    toml_aware_sources,
+)
 
 
 class SettingsError(CentralError):
@@ -27,7 +31,7 @@ class CentralSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file in var_dir"
     )
-    broker_url: str = "mqtt://127.0.0.1:1883"
+    broker_url: BrokerUrl = "mqtt://127.0.0.1:1883"
     broker_username: str = "central"
     broker_password: SecretStr = SecretStr("")
     share_group: str | None = Field(
@@ -56,24 +60,15 @@ class CentralSettings(BaseSettings):
             )
         return self
 
-    @field_validator("broker_url")
-    @classmethod
-    def _valid_broker_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ValueError(f"broker_url {value!r} must look like mqtt://host:1883")
-        return value
-
     @property
     def broker_host(self) -> str:
         """Host part of :attr:`broker_url`."""
-        return urlsplit(self.broker_url).hostname or "127.0.0.1"
+        return broker_address(self.broker_url)[0]
 
     @property
     def broker_port(self) -> int:
         """Port of :attr:`broker_url`."""
-        parts = urlsplit(self.broker_url)
-        return parts.port or (8883 if parts.scheme == "mqtts" else 1883)
+        return broker_address(self.broker_url)[1]
 
     @property
     def resolved_database_url(self) -> str:
