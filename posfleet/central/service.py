@@ -89,7 +89,7 @@ def _ingest_ctx(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
-            Diagnostics(engine) as diagnostics,
+            Diagnostics(engine, settings.diagnostics) as diagnostics,
             MqttCommandSender(command_login(settings)) as commands,
             telemetry_sinks(settings) as sinks,
             Housekeeping(engine, housekeeping_schedule(settings)) as housekeeping,

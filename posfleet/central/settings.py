@@ -10,6 +10,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from posfleet.central.errors import CentralError
+from posfleet.diagnostics.runtime import DiagnosticsSettings
 from posfleet.settings_files import (
     BrokerUrl,
     broker_address,
@@ -25,7 +26,9 @@ class SettingsError(CentralError):
 class CentralSettings(BaseSettings):
     """Everything the central service needs: database, broker, web listener."""
 
-    model_config = SettingsConfigDict(env_prefix="POSFLEET_", extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="POSFLEET_", extra="forbid", env_nested_delimiter="__"
+    )
 
     var_dir: Path = Field(default=Path("var"), description="state: database, secrets, artifacts")
     database_url: str | None = Field(
@@ -40,6 +43,11 @@ class CentralSettings(BaseSettings):
     client_id: str = "posfleet-central"
     http_host: str = "127.0.0.1"
     http_port: Annotated[int, Field(ge=0, le=65535)] = 8080
+    diagnostics: DiagnosticsSettings = Field(
+        default_factory=DiagnosticsSettings,
+        description="rule files, webhooks, windows: a [diagnostics] table in the TOML file, "
+        "or POSFLEET_DIAGNOSTICS__<NAME> in the environment",
+    )
     # Telemetry (issue 4): SQL retention, and the optional InfluxDB-compatible sink.
     raw_retention_days: Annotated[int, Field(ge=1)] = 7
     rollup_retention_days: Annotated[int, Field(ge=1)] = 400
