@@ -6,11 +6,16 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := mosquitto mosquitto-clients postgresql victoria-metrics chromium
+# Debian packages started for real: the demo needs the broker; the tests also start a
+# private PostgreSQL, VictoriaMetrics and a headless Chromium.
+DEMO_PACKAGES := mosquitto
+TEST_PACKAGES := mosquitto mosquitto-clients postgresql victoria-metrics chromium
+SYSTEM_PACKAGES = $(TEST_PACKAGES)
 DEMO_ARGS ?=
 
 .PHONY: demo test lint typecheck pytest system-deps setup clean
 
+demo: SYSTEM_PACKAGES = $(DEMO_PACKAGES)
 demo: setup
 	$(BIN)/posfleet demo $(DEMO_ARGS)
 
@@ -28,9 +33,11 @@ pytest: setup
 
 setup: system-deps $(STAMP)
 
-# Debian packages the demo and the tests start for real; installed only when missing.
+# Debian packages, installed only when missing (python3-venv too, if this Python lacks venv).
 system-deps:
-	@missing=""; for p in $(SYSTEM_PACKAGES); do \
+	@missing=""; \
+	$(PYTHON) -c "import ensurepip, venv" 2>/dev/null || missing=" python3-venv"; \
+	for p in $(SYSTEM_PACKAGES); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
