@@ -78,6 +78,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--scenario", type=Path, help="TOML scenario file played on every terminal (faults at t)"
     )
+    p.add_argument(
+        "--demo-story",
+        action="store_true",
+        help="a few faults in the first minutes (paper out, reader errors, a site's host down)",
+    )
     p.set_defaults(func=_cmd_simulate)
 
     db = sub.add_parser("db", help="database maintenance").add_subparsers(metavar="ACTION")
@@ -175,6 +180,7 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         state_dir=args.state_dir,
         serial=SerialMode(args.serial),
         scenario=scenario,
+        demo_story=args.demo_story,
     )
     terminals = fleet.terminals[: args.terminals] if args.terminals else fleet.terminals
     return _run_until_signal(lambda stop: run_fleet(terminals, options, stop))

@@ -103,7 +103,11 @@ async def run_demo(options: DemoOptions, stop: asyncio.Event) -> None:
                     f'  API:        curl -H "Authorization: Bearer $(cat {token_file})" '
                     f"{central.url}/api/v1/terminals\n"
                     f"  broker:     {broker.url}\n"
-                    f"Press Ctrl-C to stop.\n",
+                    "Within the first minutes one terminal runs out of paper, one card reader\n"
+                    "starts failing and one site loses its acquirer host: see the incidents\n"
+                    f"(GET {central.url}/api/v1/incidents, or\n"
+                    f"  POSFLEET_VAR_DIR={var_dir} posfleet incidents list).\n"
+                    "Press Ctrl-C to stop.\n",
                     flush=True,
                 )
                 await _wait_stop_or_exit(stop, fleet)
@@ -128,6 +132,7 @@ async def _start_fleet(
         str(options.keepalive_s),
         "--state-dir",
         str(var_dir / "fleet-state"),
+        "--demo-story",
         start_new_session=True,
     )
 

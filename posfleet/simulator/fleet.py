@@ -26,6 +26,7 @@ from pathlib import Path
 from posfleet.agent.runner import run_agent
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.settings import AgentSettings
+from posfleet.simulator.demo_story import play_story
 from posfleet.simulator.fleet_file import FleetFile, FleetTerminal, load_fleet_file
 from posfleet.simulator.responder import MaintenanceResponder
 from posfleet.simulator.scenario import Scenario
@@ -67,6 +68,7 @@ class FleetOptions:
     start_spread_s: float = START_SPREAD_S
     reconnect_max_s: float = 60.0
     scenario: Scenario | None = None
+    demo_story: bool = False
 
 
 @dataclass
@@ -183,4 +185,6 @@ async def run_fleet(
             tasks.create_task(
                 _run_one(terminal, model, options, stop, i * spread), name=terminal.terminal_id
             )
+        if options.demo_story:
+            tasks.create_task(play_story(terminals, run.terminals, stop), name="demo-story")
     log.info("simulated fleet stopped")
