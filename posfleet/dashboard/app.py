@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from posfleet.dashboard import (
     fleet_page,
     incidents_api,
+    incidents_page,
     liveness,
     login,
     metrics_endpoint,
@@ -70,6 +71,7 @@ def create_app(
     login.add_routes(app)
     terminals_api.add_routes(app)
     incidents_api.add_routes(app)
+    incidents_page.add_routes(app)
     liveness.add_routes(app)
     metrics_endpoint.add_routes(app)
     app.router.add_static(STATIC_PREFIX, STATIC_DIR)

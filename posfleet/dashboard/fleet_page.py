@@ -33,7 +33,7 @@ async def fleet_overview(request: web.Request) -> web.Response:
     section = element(
         "section",
         await _section(request),
-        id="fleet",
+        id="live-section",
         data_refresh_url=FLEET_FRAGMENT_PATH,
         data_refresh_seconds=REFRESH_SECONDS,
         aria_live="polite",
@@ -57,7 +57,7 @@ async def fleet_overview(request: web.Request) -> web.Response:
         body,
         user=principal(request),
         csrf_token=csrf_token(request, session_binding(request)),
-        scripts=["fleet-refresh.js"],
+        scripts=["live-section.js"],
     )
     return web.Response(text=document, content_type="text/html")
 

@@ -22,6 +22,16 @@ def _user_bar(user: Principal, csrf_token: str) -> Markup:
     )
 
 
+def _sections() -> Markup:
+    return element(
+        "nav",
+        element("a", "Fleet", href="/"),
+        element("a", "Incidents", href="/incidents"),
+        class_="sections",
+        aria_label="Sections",
+    )
+
+
 def page(
     title: str,
     main: Markup,
@@ -45,6 +55,7 @@ def page(
     header = element(
         "header",
         element("a", "posfleet", href="/", class_="brand"),
+        _sections() if user is not None else None,
         _user_bar(user, csrf_token) if user is not None else None,
     )
     body = element("body", header, element("main", main))

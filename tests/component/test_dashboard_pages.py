@@ -136,7 +136,7 @@ async def test_login_then_the_fleet_table_shows_terminals_and_presence(
     assert "1 offline" in html
     assert "alice" in html
     assert page.headers["Cache-Control"] == "no-store"
-    assert '<script src="/static/fleet-refresh.js" defer>' in html
+    assert '<script src="/static/live-section.js" defer>' in html
 
     fragment = await client.get("/fragments/fleet?online=false")
     fragment_html = await fragment.text()

@@ -1,9 +1,11 @@
-// Keeps the fleet overview current: re-fetches the server-rendered (escaped) table.
-// Served as a file because the Content-Security-Policy forbids inline script.
+// Keeps a list page current: re-fetches its server-rendered (escaped) section.
+// The page marks the section with id="live-section", data-refresh-url and
+// data-refresh-seconds, and has a #refresh-status line. Served as a file because the
+// Content-Security-Policy forbids inline script.
 "use strict";
 
 (function () {
-  const section = document.getElementById("fleet");
+  const section = document.getElementById("live-section");
   const status = document.getElementById("refresh-status");
   if (!section || !status) {
     return;
