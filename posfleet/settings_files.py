@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, ValidationError
+from pydantic import AfterValidator, Field, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -40,16 +40,40 @@ def broker_address(url: str) -> tuple[str, int]:
     return parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
 
 
-def toml_aware_sources(
-    settings_cls: type[BaseSettings],
-    init_settings: PydanticBaseSettingsSource,
-    env_settings: PydanticBaseSettingsSource,
-) -> tuple[PydanticBaseSettingsSource, ...]:
-    """Sources in order of precedence: arguments, environment, then the TOML file if any."""
-    sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-    if settings_cls.model_config.get("toml_file") is not None:
-        sources.append(TomlConfigSettingsSource(settings_cls))
-    return tuple(sources)
+class BrokerClientSettings(BaseSettings):
+    """Base of a daemon's settings: it talks to an MQTT broker and reads TOML + environment.
+
+    Precedence: explicit arguments, then the environment, then the TOML file (if any).
+    """
+
+    broker_url: BrokerUrl = Field(
+        default="mqtt://127.0.0.1:1883", description="mqtt://host:port, or mqtts:// for TLS"
+    )
+
+    @property
+    def broker_host(self) -> str:
+        """Host part of :attr:`broker_url`."""
+        return broker_address(self.broker_url)[0]
+
+    @property
+    def broker_port(self) -> int:
+        """Port of :attr:`broker_url`, defaulting to 1883, or 8883 for mqtts."""
+        return broker_address(self.broker_url)[1]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Arguments, then environment, then the TOML file named in ``model_config``."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file") is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
 
 
 def load_settings(

@@ -8,21 +8,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from posfleet.agent.errors import ConfigError
 from posfleet.contract import validate_terminal_id
-from posfleet.settings_files import (
-    BrokerUrl,
-    broker_address,
-    load_settings,
-    toml_aware_sources,
-)
+from posfleet.settings_files import BrokerClientSettings, load_settings
 
 DEFAULT_CONFIG_FILE = Path("/etc/posfleet/agent.toml")
 
 
-class AgentSettings(BaseSettings):
+class AgentSettings(BrokerClientSettings):
     """Everything the agent daemon needs to know; invalid combinations fail at load time."""
 
     model_config = SettingsConfigDict(
@@ -30,9 +25,6 @@ class AgentSettings(BaseSettings):
     )
 
     terminal_id: str = Field(description="this terminal's id, also its MQTT username")
-    broker_url: BrokerUrl = Field(
-        default="mqtt://127.0.0.1:1883", description="mqtt:// or mqtts://"
-    )
     username: str | None = Field(default=None, description="defaults to the terminal id")
     password: SecretStr = SecretStr("")
     tls_ca_file: Path | None = None
@@ -99,31 +91,9 @@ class AgentSettings(BaseSettings):
         return self
 
     @property
-    def broker_host(self) -> str:
-        """Host part of :attr:`broker_url`."""
-        return broker_address(self.broker_url)[0]
-
-    @property
-    def broker_port(self) -> int:
-        """Port of :attr:`broker_url`, defaulting to 1883 / 8883."""
-        return broker_address(self.broker_url)[1]
-
-    @property
     def mqtt_username(self) -> str:
         """The MQTT username: :attr:`username` or the terminal id."""
         return self.username or self.terminal_id
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: explicit arguments, then environment, then the TOML file."""
-        return toml_aware_sources(settings_cls, init_settings, env_settings)
 
 
 def load_agent_settings(config_file: Path | None = None, **overrides: Any) -> AgentSettings:

@@ -7,23 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
 from posfleet.central.errors import CentralError
 from posfleet.diagnostics.runtime import DiagnosticsSettings
-from posfleet.settings_files import (
-    BrokerUrl,
-    broker_address,
-    load_settings,
-    toml_aware_sources,
-)
+from posfleet.settings_files import BrokerClientSettings, load_settings
 
 
 class SettingsError(CentralError):
     """The central configuration is invalid; the message says what to change."""
 
 
-class CentralSettings(BaseSettings):
+class CentralSettings(BrokerClientSettings):
     """Everything the central service needs: database, broker, web listener."""
 
     model_config = SettingsConfigDict(
@@ -34,7 +29,6 @@ class CentralSettings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file in var_dir"
     )
-    broker_url: BrokerUrl = "mqtt://127.0.0.1:1883"
     broker_username: str = "central"
     broker_password: SecretStr = SecretStr("")
     share_group: str | None = Field(
@@ -69,16 +63,6 @@ class CentralSettings(BaseSettings):
         return self
 
     @property
-    def broker_host(self) -> str:
-        """Host part of :attr:`broker_url`."""
-        return broker_address(self.broker_url)[0]
-
-    @property
-    def broker_port(self) -> int:
-        """Port of :attr:`broker_url`."""
-        return broker_address(self.broker_url)[1]
-
-    @property
     def resolved_database_url(self) -> str:
         """:attr:`database_url`, or the SQLite file under :attr:`var_dir`."""
         if self.database_url:
@@ -93,18 +77,6 @@ class CentralSettings(BaseSettings):
             path.touch(mode=0o600)
             path.write_text(secrets.token_hex(32), encoding="ascii")
         return bytes.fromhex(path.read_text(encoding="ascii").strip())
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Precedence: explicit arguments, then environment, then the TOML file."""
-        return toml_aware_sources(settings_cls, init_settings, env_settings)
 
 
 def load_central_settings(config_file: Path | None = None, **overrides: object) -> CentralSettings:

@@ -10,13 +10,12 @@ from posfleet.dashboard.app_keys import ENGINE_KEY
 from posfleet.dashboard.csrf import csrf_token, session_binding
 from posfleet.dashboard.fleet_summary import count_terminals
 from posfleet.dashboard.fleet_view import fleet_section
-from posfleet.dashboard.markup import Markup, concat, element
-from posfleet.dashboard.page_layout import page
+from posfleet.dashboard.markup import Markup
+from posfleet.dashboard.page_layout import live_page
 from posfleet.dashboard.terminal_listing import fetch_terminal_page, parse_terminal_query
 from posfleet.store.accounts import Role
 
 FLEET_FRAGMENT_PATH = f"{FRAGMENT_PREFIX}fleet"
-REFRESH_SECONDS = 5
 
 
 async def _section(request: web.Request) -> Markup:
@@ -30,34 +29,12 @@ async def _section(request: web.Request) -> Markup:
 @requires(Role.VIEWER)
 async def fleet_overview(request: web.Request) -> web.Response:
     """``GET /``: every terminal with its presence and latest health, refreshed live."""
-    section = element(
-        "section",
-        await _section(request),
-        id="live-section",
-        data_refresh_url=FLEET_FRAGMENT_PATH,
-        data_refresh_seconds=REFRESH_SECONDS,
-        aria_live="polite",
-    )
-    body = concat(
-        [
-            element("h1", "Fleet"),
-            element(
-                "p",
-                "Updated live every ",
-                REFRESH_SECONDS,
-                " s.",
-                class_="status",
-                id="refresh-status",
-            ),
-            section,
-        ]
-    )
-    document = page(
+    document = live_page(
         "Fleet",
-        body,
+        await _section(request),
+        refresh_url=FLEET_FRAGMENT_PATH,
         user=principal(request),
         csrf_token=csrf_token(request, session_binding(request)),
-        scripts=["live-section.js"],
     )
     return web.Response(text=document, content_type="text/html")
 

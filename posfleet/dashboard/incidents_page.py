@@ -31,8 +31,8 @@ from posfleet.dashboard.incident_view import (
     incident_path,
 )
 from posfleet.dashboard.incidents_api import INCIDENT_ACTIONS_KEY, PLAYBOOK_RUNNER_KEY
-from posfleet.dashboard.markup import Markup, concat, element
-from posfleet.dashboard.page_layout import page
+from posfleet.dashboard.markup import Markup
+from posfleet.dashboard.page_layout import live_page, page
 from posfleet.diagnostics.errors import (
     DiagnosticsError,
     IncidentNotFoundError,
@@ -45,7 +45,6 @@ from posfleet.store.accounts import Role
 from posfleet.store.incidents import get_incident
 
 INCIDENTS_FRAGMENT_PATH = f"{FRAGMENT_PREFIX}incidents"
-REFRESH_SECONDS = 5
 MAX_TEXT = 4000
 
 
@@ -63,34 +62,12 @@ async def _list_section(request: web.Request) -> Markup:
 @requires(Role.VIEWER)
 async def incident_list(request: web.Request) -> web.Response:
     """``GET /incidents``: unresolved incidents (or one state), newest first, kept current."""
-    section = element(
-        "section",
-        await _list_section(request),
-        id="live-section",
-        data_refresh_url=INCIDENTS_FRAGMENT_PATH,
-        data_refresh_seconds=REFRESH_SECONDS,
-        aria_live="polite",
-    )
-    body = concat(
-        [
-            element("h1", "Incidents"),
-            element(
-                "p",
-                "Updated live every ",
-                REFRESH_SECONDS,
-                " s.",
-                class_="status",
-                id="refresh-status",
-            ),
-            section,
-        ]
-    )
-    document = page(
+    document = live_page(
         "Incidents",
-        body,
+        await _list_section(request),
+        refresh_url=INCIDENTS_FRAGMENT_PATH,
         user=principal(request),
         csrf_token=csrf_token(request, session_binding(request)),
-        scripts=["live-section.js"],
     )
     return _html(document)
 

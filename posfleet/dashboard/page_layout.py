@@ -74,3 +74,36 @@ def error_page(status: int, message: str) -> Markup:
             ]
         ),
     )
+
+
+LIVE_REFRESH_SECONDS = 5
+"""How often a live page re-fetches its section."""
+
+
+def live_page(
+    title: str,
+    section: Markup,
+    *,
+    refresh_url: str,
+    user: Principal | None,
+    csrf_token: str,
+) -> Markup:
+    """A page whose one section ``live-section.js`` re-fetches from ``refresh_url``."""
+    live = element(
+        "section",
+        section,
+        id="live-section",
+        data_refresh_url=refresh_url,
+        data_refresh_seconds=LIVE_REFRESH_SECONDS,
+        aria_live="polite",
+    )
+    status = element(
+        "p",
+        "Updated live every ",
+        LIVE_REFRESH_SECONDS,
+        " s.",
+        class_="status",
+        id="refresh-status",
+    )
+    body = concat([element("h1", title), status, live])
+    return page(title, body, user=user, csrf_token=csrf_token, scripts=["live-section.js"])
