@@ -85,6 +85,17 @@ def postgres_server() -> Iterator[PrivatePostgres]:
         server.stop()
 
 
+@pytest.fixture
+async def sqlite_engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new, migrated, empty SQLite file: for tests of one backend only."""
+    eng = create_engine(sqlite_url)
+    await upgrade_engine(eng)
+    try:
+        yield eng
+    finally:
+        await eng.dispose()
+
+
 @pytest.fixture(scope="session")
 def migrated_postgres_url(postgres_server: PrivatePostgres) -> Iterator[str]:
     """A PostgreSQL database at the latest migration, shared by the session's store tests."""

@@ -22,7 +22,7 @@ from posfleet.contract import (
     State,
 )
 from posfleet.dashboard import REJECTIONS_KEY, create_app, requires
-from posfleet.store import apply_health, apply_inventory, apply_state, create_engine, upgrade_engine
+from posfleet.store import apply_health, apply_inventory, apply_state
 from posfleet.store.accounts import Role, create_api_token, resolve_api_token, revoke_api_token
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -32,9 +32,8 @@ OFFLINE = ["T-0002", "T-0005"]
 
 
 @pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
+async def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    eng = sqlite_engine
     async with eng.begin() as conn:
         for tid in sorted(ONLINE + OFFLINE):
             state = State(online=tid in ONLINE, agent_version="1.4.0", boot_id="b1", ts=T0)
@@ -56,10 +55,7 @@ async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
         )
         report = HealthReport(seq=1, ts=T0, interval_s=60, metrics=metrics)
         await apply_health(conn, "T-0001", report, now=T0)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
+    return eng
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from yarl import URL
 from posfleet.contract import Inventory, State
 from posfleet.dashboard import create_app
 from posfleet.dashboard.session_tokens import SessionSigner
-from posfleet.store import apply_inventory, apply_state, create_engine, upgrade_engine
+from posfleet.store import apply_inventory, apply_state
 from posfleet.store.accounts import Role, create_user, list_audit, set_user_disabled
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -45,17 +45,13 @@ async def _add_terminal(
 
 
 @pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
+async def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    eng = sqlite_engine
     async with eng.begin() as conn:
         await create_user(conn, "alice", PASSWORD, Role.SUPPORT)
     await _add_terminal(eng, "T-0001", online=True)
     await _add_terminal(eng, "T-0002", online=False)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
+    return eng
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import utcnow
 from posfleet.dashboard import create_app
-from posfleet.store import create_engine, upgrade_engine
 from posfleet.store.accounts import Role, create_user, list_audit
 from posfleet.store.incidents import IncidentKind, IncidentSpec, open_incident, set_parent
 
@@ -48,16 +47,12 @@ async def _open(engine: AsyncEngine, spec: IncidentSpec, minutes_ago: int = 12) 
 
 
 @pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
+async def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
+    eng = sqlite_engine
     async with eng.begin() as conn:
         await create_user(conn, "alice", PASSWORD, Role.SUPPORT)
         await create_user(conn, "victor", PASSWORD, Role.VIEWER)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
+    return eng
 
 
 async def _client(engine: AsyncEngine, username: str) -> Client:

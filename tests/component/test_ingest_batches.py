@@ -6,7 +6,7 @@ same batch are stored.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -25,19 +25,9 @@ from posfleet.contract import (
     encode,
     topic,
 )
-from posfleet.store import create_engine, get_terminal, list_dead_letters, upgrade_engine
+from posfleet.store import get_terminal, list_dead_letters
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def raw(terminal_id: str, channel: Channel, payload: bytes) -> RawMessage:
@@ -91,9 +81,9 @@ BAD_INPUT = [
 
 @pytest.mark.parametrize(("bad", "reason"), BAD_INPUT)
 async def test_bad_message_is_dead_lettered_and_its_neighbours_stored(
-    engine: AsyncEngine, bad: RawMessage, reason: str
+    sqlite_engine: AsyncEngine, bad: RawMessage, reason: str
 ) -> None:
-    ingest = Ingest(BrokerConnection(), engine)
+    ingest = Ingest(BrokerConnection(), sqlite_engine)
     outcome = await ingest.process_batch(
         [state_msg("T-1"), health_msg("T-1", 1), bad, health_msg("T-1", 2)]
     )
@@ -101,7 +91,7 @@ async def test_bad_message_is_dead_lettered_and_its_neighbours_stored(
     assert outcome is not None
     assert ingest.stats.dead_lettered == 1
     assert ingest.stats.stored == 3
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         record = await get_terminal(conn, "T-1")
         letters = await list_dead_letters(conn)
     assert record is not None
@@ -112,13 +102,13 @@ async def test_bad_message_is_dead_lettered_and_its_neighbours_stored(
     assert reason in letters[0].error
 
 
-async def test_counters_add_up_over_a_mixed_stream(engine: AsyncEngine) -> None:
+async def test_counters_add_up_over_a_mixed_stream(sqlite_engine: AsyncEngine) -> None:
     stored: list[Message] = []
 
     async def on_stored(messages: Sequence[Message]) -> None:
         stored.extend(messages)
 
-    ingest = Ingest(BrokerConnection(), engine, on_stored=on_stored)
+    ingest = Ingest(BrokerConnection(), sqlite_engine, on_stored=on_stored)
     junk = RawMessage("pos/v1/T-2/health", b"not json")
     await ingest.process_batch([state_msg("T-1"), health_msg("T-1", 1), junk])
     await ingest.process_batch([health_msg("T-1", 1), junk, health_msg("T-1", 2)])
@@ -130,7 +120,7 @@ async def test_counters_add_up_over_a_mixed_stream(engine: AsyncEngine) -> None:
     assert (stats.batches, stats.stored, stats.duplicates) == (3, 3, 1)
     assert (stats.dead_lettered, stats.ignored) == (2, 1)
     assert [m.topic.channel for m in stored] == [Channel.STATE, Channel.HEALTH, Channel.HEALTH]
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         letters = await list_dead_letters(conn)
         record = await get_terminal(conn, "T-1")
     assert [(letter.topic, letter.count) for letter in letters] == [("pos/v1/T-2/health", 2)]
@@ -138,7 +128,7 @@ async def test_counters_add_up_over_a_mixed_stream(engine: AsyncEngine) -> None:
     assert record.seq_duplicates == 1
 
 
-async def test_a_failing_handler_or_hook_does_not_stop_ingest(engine: AsyncEngine) -> None:
+async def test_a_failing_handler_or_hook_does_not_stop_ingest(sqlite_engine: AsyncEngine) -> None:
     async def broken_health(
         conn: AsyncConnection, terminal_id: str, payload: object, /, *, now: datetime
     ) -> bool:
@@ -148,13 +138,13 @@ async def test_a_failing_handler_or_hook_does_not_stop_ingest(engine: AsyncEngin
         raise RuntimeError("diagnostics bug")
 
     handlers = {**DEFAULT_HANDLERS, Channel.HEALTH: broken_health}
-    ingest = Ingest(BrokerConnection(), engine, handlers=handlers, on_stored=broken_hook)
+    ingest = Ingest(BrokerConnection(), sqlite_engine, handlers=handlers, on_stored=broken_hook)
     await ingest.process_batch([health_msg("T-1", 1), state_msg("T-1")])
     await ingest.process_batch([state_msg("T-2")])
 
     assert ingest.stats.dead_lettered == 1
     assert ingest.stats.hook_errors == 2
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         letters = await list_dead_letters(conn)
         assert await get_terminal(conn, "T-2") is not None
         t1 = await get_terminal(conn, "T-1")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -27,24 +27,12 @@ from posfleet.contract import (
 )
 from posfleet.store import (
     TerminalRecord,
-    create_engine,
     get_terminal,
     list_dead_letters,
-    upgrade_engine,
 )
 from tests.harness import MqttProbe, PrivateBroker, async_wait_for
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def unique(label: str) -> str:
@@ -79,13 +67,13 @@ def health(seq: int) -> bytes:
     return encode(HealthReport(seq=seq, ts=T0, interval_s=60, metrics=metrics))
 
 
-async def record_of(engine: AsyncEngine, terminal_id: str) -> TerminalRecord | None:
-    async with engine.connect() as conn:
+async def record_of(sqlite_engine: AsyncEngine, terminal_id: str) -> TerminalRecord | None:
+    async with sqlite_engine.connect() as conn:
         return await get_terminal(conn, terminal_id)
 
 
 async def wait_for_record(
-    engine: AsyncEngine,
+    sqlite_engine: AsyncEngine,
     terminal_id: str,
     condition: Callable[[TerminalRecord], bool],
     description: str,
@@ -93,7 +81,7 @@ async def wait_for_record(
     """Poll the store until the terminal's record satisfies ``condition``."""
 
     async def check() -> TerminalRecord | None:
-        record = await record_of(engine, terminal_id)
+        record = await record_of(sqlite_engine, terminal_id)
         return record if record is not None and condition(record) else None
 
     found = await async_wait_for(check, 10, description=description)
@@ -102,11 +90,11 @@ async def wait_for_record(
 
 
 async def test_what_a_terminal_publishes_is_stored_and_junk_dead_lettered(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     terminal_id = unique("T")
     credentials = broker.provision_terminal(terminal_id)
-    async with Ingest(central_connection(broker), engine) as ingest:
+    async with Ingest(central_connection(broker), sqlite_engine) as ingest:
         await ingest.wait_connected(10)
         with broker.probe(credentials) as terminal:
             await publish(terminal, terminal_id, Channel.STATE, state(True), retain=True)
@@ -119,68 +107,70 @@ async def test_what_a_terminal_publishes_is_stored_and_junk_dead_lettered(
             await publish(terminal, terminal_id, Channel.HEALTH, health(3))
 
         await wait_for_record(
-            engine, terminal_id, lambda r: r.health_seq == 3, "health seq 3 to be stored"
+            sqlite_engine, terminal_id, lambda r: r.health_seq == 3, "health seq 3 to be stored"
         )
         # The shared broker may also hand us other tests' retained messages: count ours.
         assert ingest.stats.dead_lettered >= 1
         assert ingest.stats.received >= 5
 
-    record = await record_of(engine, terminal_id)
+    record = await record_of(sqlite_engine, terminal_id)
     assert record is not None
     assert (record.online, record.model, record.firmware_version) == (True, "V400m", "5.2.1")
     assert (record.last_seq, record.seq_gaps) == (3, 1)
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         letters = await list_dead_letters(conn)
     mine = [letter.topic for letter in letters if terminal_id in letter.topic]
     assert mine == [topic(terminal_id, Channel.HEALTH)]
 
 
 async def test_retained_offline_state_is_picked_up_on_subscribe(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     terminal_id = unique("T")
     credentials = broker.provision_terminal(terminal_id)
     with broker.probe(credentials) as terminal:
         # What the broker leaves retained after a terminal's LWT fired.
         await publish(terminal, terminal_id, Channel.STATE, state(False), retain=True)
-    async with Ingest(central_connection(broker), engine) as ingest:
+    async with Ingest(central_connection(broker), sqlite_engine) as ingest:
         await ingest.wait_connected(10)
-        record = await wait_for_record(engine, terminal_id, lambda r: True, "the retained state")
+        record = await wait_for_record(
+            sqlite_engine, terminal_id, lambda r: True, "the retained state"
+        )
     assert record.online is False
     assert record.boot_id == "boot-1"
 
 
 async def test_messages_sent_while_central_is_down_arrive_after_restart(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     terminal_id = unique("T")
     credentials = broker.provision_terminal(terminal_id)
     connection = central_connection(broker)
-    async with Ingest(connection, engine) as ingest:
+    async with Ingest(connection, sqlite_engine) as ingest:
         await ingest.wait_connected(10)
     # The persistent session keeps our subscriptions and queues QoS 1 messages meanwhile.
     with broker.probe(credentials) as terminal:
         for seq in (1, 2, 3):
             await publish(terminal, terminal_id, Channel.HEALTH, health(seq))
-    async with Ingest(connection, engine) as ingest:
+    async with Ingest(connection, sqlite_engine) as ingest:
         await ingest.wait_connected(10)
         record = await wait_for_record(
-            engine, terminal_id, lambda r: r.last_seq == 3, "the queued reports"
+            sqlite_engine, terminal_id, lambda r: r.last_seq == 3, "the queued reports"
         )
     assert (record.seq_gaps, record.seq_duplicates) == (0, 0)
 
 
 async def test_wrong_password_is_reported_by_wait_connected(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     connection = central_connection(broker, password="not-the-password")
-    async with Ingest(connection, engine) as ingest:
+    async with Ingest(connection, sqlite_engine) as ingest:
         with pytest.raises(NotSubscribedError, match="refused the connection"):
             await ingest.wait_connected(3)
 
 
 async def test_a_burst_larger_than_the_queue_is_stored_without_loss(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     terminal_id = unique("T")
     credentials = broker.provision_terminal(terminal_id)
@@ -193,14 +183,14 @@ async def test_a_burst_larger_than_the_queue_is_stored_without_loss(
     # A queue of 4 forces the paho thread to wait for room many times over.
     connection = central_connection(broker)
     async with Ingest(
-        connection, engine, on_stored=on_stored, queue_size=4, batch_size=3
+        connection, sqlite_engine, on_stored=on_stored, queue_size=4, batch_size=3
     ) as ingest:
         await ingest.wait_connected(10)
         with broker.probe(credentials) as terminal:
             for seq in range(1, burst + 1):
                 await publish(terminal, terminal_id, Channel.HEALTH, health(seq))
         record = await wait_for_record(
-            engine, terminal_id, lambda r: r.last_seq == burst, f"all {burst} reports"
+            sqlite_engine, terminal_id, lambda r: r.last_seq == burst, f"all {burst} reports"
         )
         assert ingest.stats.queue_depth <= 4
     assert (record.seq_gaps, record.seq_duplicates) == (0, 0)

@@ -14,7 +14,7 @@ from posfleet.broker_bridge import BrokerConnection, Ingest, RawMessage
 from posfleet.contract import Channel, HealthMetrics, HealthReport, Inventory, State, encode, topic
 from posfleet.dashboard import create_app
 from posfleet.dashboard.metrics_endpoint import INGEST_KEY
-from posfleet.store import create_engine, list_dead_letters, upgrade_engine
+from posfleet.store import list_dead_letters
 from posfleet.store.accounts import Role, create_api_token
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -22,19 +22,9 @@ Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
-
-
-@pytest.fixture
-async def ingest(engine: AsyncEngine) -> Ingest:
+async def ingest(sqlite_engine: AsyncEngine) -> Ingest:
     """An ingest fed batches directly (no broker), as the bridge would after receiving."""
-    bridge = Ingest(BrokerConnection(), engine)
+    bridge = Ingest(BrokerConnection(), sqlite_engine)
     state = encode(State(online=True, agent_version="1.4.0", boot_id="b", ts=T0))
     report = encode(HealthReport(seq=1, ts=T0, interval_s=60, metrics=HealthMetrics()))
     await bridge.process_batch(
@@ -49,15 +39,15 @@ async def ingest(engine: AsyncEngine) -> Ingest:
 
 
 @pytest.fixture
-async def client(engine: AsyncEngine, ingest: Ingest) -> AsyncIterator[Client]:
-    app = create_app(engine, session_secret=bytes(range(32)))
+async def client(sqlite_engine: AsyncEngine, ingest: Ingest) -> AsyncIterator[Client]:
+    app = create_app(sqlite_engine, session_secret=bytes(range(32)))
     app[INGEST_KEY] = ingest
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
 
-async def bearer(engine: AsyncEngine, role: Role) -> dict[str, str]:
-    async with engine.begin() as conn:
+async def bearer(sqlite_engine: AsyncEngine, role: Role) -> dict[str, str]:
+    async with sqlite_engine.begin() as conn:
         token = await create_api_token(conn, f"metrics-{role}", role)
     return {"Authorization": f"Bearer {token}"}
 
@@ -71,8 +61,8 @@ def samples(text: str) -> dict[str, float]:
     return found
 
 
-async def test_metrics_show_what_the_ingest_did(engine: AsyncEngine, client: Client) -> None:
-    response = await client.get("/metrics", headers=await bearer(engine, Role.OPS))
+async def test_metrics_show_what_the_ingest_did(sqlite_engine: AsyncEngine, client: Client) -> None:
+    response = await client.get("/metrics", headers=await bearer(sqlite_engine, Role.OPS))
     assert response.status == 200
     assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
     values = samples(await response.text())
@@ -101,13 +91,13 @@ async def test_metrics_are_never_anonymous(
     assert "posfleet_ingest" not in await response.text()
 
 
-async def test_metrics_need_the_ops_role(engine: AsyncEngine, client: Client) -> None:
-    response = await client.get("/metrics", headers=await bearer(engine, Role.SUPPORT))
+async def test_metrics_need_the_ops_role(sqlite_engine: AsyncEngine, client: Client) -> None:
+    response = await client.get("/metrics", headers=await bearer(sqlite_engine, Role.SUPPORT))
     assert response.status == 403
 
 
 async def test_inventory_under_a_second_terminal_id_is_a_dead_letter(
-    engine: AsyncEngine, ingest: Ingest
+    sqlite_engine: AsyncEngine, ingest: Ingest
 ) -> None:
     device = Inventory(model="V400m", serial="SN-1", firmware_version="5", agent_version="1", ts=T0)
     outcome = await ingest.process_batch(
@@ -118,16 +108,16 @@ async def test_inventory_under_a_second_terminal_id_is_a_dead_letter(
     )
     assert outcome is not None
     assert (len(outcome.stored), outcome.dead_lettered) == (1, 1)
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         letters = await list_dead_letters(conn)
     assert letters[0].topic == "pos/v1/T-2/inventory"
     assert "belongs to online terminal 'T-1'" in letters[0].error
 
 
 async def test_fleet_api_filters_and_rejects_bad_filters(
-    engine: AsyncEngine, client: Client
+    sqlite_engine: AsyncEngine, client: Client
 ) -> None:
-    headers = await bearer(engine, Role.VIEWER)
+    headers = await bearer(sqlite_engine, Role.VIEWER)
     response = await client.get(
         "/api/v1/terminals", params={"q": "t-1", "sort": "-last_seen"}, headers=headers
     )

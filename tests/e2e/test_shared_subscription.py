@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,22 +26,12 @@ from posfleet.contract import (
     encode,
     topic,
 )
-from posfleet.store import create_engine, get_terminal, upgrade_engine
+from posfleet.store import get_terminal
 from posfleet.store.schema import health_samples
 from tests.harness import PrivateBroker, async_wait_for
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 REPORTS_PER_TERMINAL = 150
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def publish_all(broker: PrivateBroker, messages: Sequence[tuple[str, bytes, bool]]) -> None:
@@ -54,7 +43,7 @@ def publish_all(broker: PrivateBroker, messages: Sequence[tuple[str, bytes, bool
 
 
 async def test_two_instances_process_every_message_exactly_once(
-    broker: PrivateBroker, engine: AsyncEngine
+    broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
     tag = uuid.uuid4().hex[:8]
     group = f"g{tag}"
@@ -86,8 +75,8 @@ async def test_two_instances_process_every_message_exactly_once(
         messages += [(topic(t, Channel.HEALTH), encode(report), False) for t in terminals]
 
     async with (
-        Ingest(connection("a"), engine, on_stored=hook("a"), batch_size=20) as a,
-        Ingest(connection("b"), engine, on_stored=hook("b"), batch_size=20) as b,
+        Ingest(connection("a"), sqlite_engine, on_stored=hook("a"), batch_size=20) as a,
+        Ingest(connection("b"), sqlite_engine, on_stored=hook("b"), batch_size=20) as b,
     ):
         await a.wait_connected(10)
         await b.wait_connected(10)
@@ -104,7 +93,7 @@ async def test_two_instances_process_every_message_exactly_once(
     assert set(handled) == expected
     assert max(handled.values()) == 1, "a report was handled by both instances"
     assert seen["a"] and seen["b"], "the broker should split the load between the two"
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         stored = await conn.scalar(
             sa.select(sa.func.count())
             .select_from(health_samples)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import AsyncIterator
 
 import pytest
 import sqlalchemy as sa
@@ -11,7 +10,6 @@ from argon2 import PasswordHasher
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import utcnow
-from posfleet.store import create_engine, upgrade_engine
 from posfleet.store.accounts import (
     InvalidUsernameError,
     Role,
@@ -29,16 +27,6 @@ from posfleet.store.accounts import (
 from posfleet.store.schema import api_tokens, users
 
 GOOD_PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def engine(sqlite_url: str) -> AsyncIterator[AsyncEngine]:
-    eng = create_engine(sqlite_url)
-    await upgrade_engine(eng)
-    try:
-        yield eng
-    finally:
-        await eng.dispose()
 
 
 def test_roles_are_ordered_by_privilege_not_alphabet() -> None:
@@ -64,27 +52,27 @@ def test_roles_are_ordered_by_privilege_not_alphabet() -> None:
     ],
 )
 async def test_weak_passwords_are_refused_with_the_reason(
-    engine: AsyncEngine, password: str, why: str
+    sqlite_engine: AsyncEngine, password: str, why: str
 ) -> None:
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         with pytest.raises(WeakPasswordError, match=why):
             await create_user(conn, "alice", password, Role.SUPPORT)
         assert (await conn.execute(sa.select(sa.func.count()).select_from(users))).scalar() == 0
 
 
-async def test_invalid_username_is_refused(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_invalid_username_is_refused(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.begin() as conn:
         with pytest.raises(InvalidUsernameError, match="letters, digits"):
             await create_user(conn, "alice smith", GOOD_PASSWORD, Role.VIEWER)
 
 
-async def test_password_is_stored_as_argon2id_and_verifies(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_password_is_stored_as_argon2id_and_verifies(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.begin() as conn:
         created = await create_user(conn, "alice", GOOD_PASSWORD, Role.SUPPORT)
         stored = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
     assert stored.startswith("$argon2id$")
     assert GOOD_PASSWORD not in stored
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         user = await verify_login(conn, "alice", GOOD_PASSWORD)
         assert user is not None
         assert (user.id, user.username, user.role) == (created.id, "alice", Role.SUPPORT)
@@ -92,27 +80,29 @@ async def test_password_is_stored_as_argon2id_and_verifies(engine: AsyncEngine) 
         assert await verify_login(conn, "bob", GOOD_PASSWORD) is None
 
 
-async def test_duplicate_user_is_refused_and_the_transaction_goes_on(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_duplicate_user_is_refused_and_the_transaction_goes_on(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    async with sqlite_engine.begin() as conn:
         await create_user(conn, "alice", GOOD_PASSWORD, Role.VIEWER)
         with pytest.raises(UserExistsError, match="already exists"):
             await create_user(conn, "alice", GOOD_PASSWORD, Role.ADMIN)
         await create_user(conn, "bob", GOOD_PASSWORD, Role.OPS)
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         names = (await conn.execute(sa.select(users.c.username, users.c.role))).all()
     assert sorted(names) == [("alice", "viewer"), ("bob", "ops")]
 
 
-async def test_disabled_user_cannot_log_in(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_disabled_user_cannot_log_in(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.begin() as conn:
         await create_user(conn, "alice", GOOD_PASSWORD, Role.VIEWER)
         assert await set_user_disabled(conn, "alice", True)
         assert await verify_login(conn, "alice", GOOD_PASSWORD) is None
 
 
-async def test_login_upgrades_a_hash_made_with_older_parameters(engine: AsyncEngine) -> None:
+async def test_login_upgrades_a_hash_made_with_older_parameters(sqlite_engine: AsyncEngine) -> None:
     old_hash = PasswordHasher(time_cost=1, memory_cost=8192, parallelism=1).hash(GOOD_PASSWORD)
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         await conn.execute(
             sa.insert(users).values(
                 username="alice", password_hash=old_hash, role="viewer", created_at=utcnow()
@@ -122,12 +112,12 @@ async def test_login_upgrades_a_hash_made_with_older_parameters(engine: AsyncEng
         new_hash = (await conn.execute(sa.select(users.c.password_hash))).scalar_one()
     assert new_hash != old_hash
     assert not PasswordHasher().check_needs_rehash(new_hash)
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         assert await verify_login(conn, "alice", GOOD_PASSWORD) is not None
 
 
-async def test_api_token_is_stored_only_as_its_sha256(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_api_token_is_stored_only_as_its_sha256(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.begin() as conn:
         token = await create_api_token(conn, "ci", Role.OPS)
         row = (await conn.execute(sa.select(api_tokens))).one()
     assert token.startswith("pf_")
@@ -136,16 +126,16 @@ async def test_api_token_is_stored_only_as_its_sha256(engine: AsyncEngine) -> No
     assert row.last_used_at is None
 
 
-async def test_token_resolves_to_its_principal_until_revoked(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_token_resolves_to_its_principal_until_revoked(sqlite_engine: AsyncEngine) -> None:
+    async with sqlite_engine.begin() as conn:
         token = await create_api_token(conn, "ci", Role.OPS)
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         who = await resolve_api_token(conn, token)
         used_at = (await conn.execute(sa.select(api_tokens.c.last_used_at))).scalar_one()
     assert who is not None
     assert (who.kind, who.name, who.role, who.actor) == ("token", "ci", Role.OPS, "token:ci")
     assert used_at is not None
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         assert await revoke_api_token(conn, who.id)
         assert not await revoke_api_token(conn, who.id)
         assert await resolve_api_token(conn, token) is None
@@ -153,20 +143,22 @@ async def test_token_resolves_to_its_principal_until_revoked(engine: AsyncEngine
 
 @pytest.mark.parametrize("presented", ["", "pf_", "Bearer x", "pf_" + "A" * 43, "é" * 50])
 async def test_unknown_or_malformed_tokens_resolve_to_nobody(
-    engine: AsyncEngine, presented: str
+    sqlite_engine: AsyncEngine, presented: str
 ) -> None:
-    async with engine.begin() as conn:
+    async with sqlite_engine.begin() as conn:
         await create_api_token(conn, "ci", Role.ADMIN)
         assert await resolve_api_token(conn, presented) is None
 
 
-async def test_audit_log_lists_newest_first_with_who_what_and_why(engine: AsyncEngine) -> None:
-    async with engine.begin() as conn:
+async def test_audit_log_lists_newest_first_with_who_what_and_why(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    async with sqlite_engine.begin() as conn:
         await record_audit(conn, "user:alice", "login", "alice", {"remote": "10.0.0.7"}, "")
         await record_audit(
             conn, "user:alice", "command.run", "T-0001", {"name": "print"}, "ticket 42"
         )
-    async with engine.connect() as conn:
+    async with sqlite_engine.connect() as conn:
         entries = await list_audit(conn, limit=10)
     assert [(e.action, e.target, e.reason) for e in entries] == [
         ("command.run", "T-0001", "ticket 42"),
