@@ -33,9 +33,11 @@ from bench.ingest_pipeline_run import (
 )
 from bench.ingest_registry_queries import registry_query_p95
 from posfleet.broker_bridge import BrokerConnection, tune_gc
+from posfleet.central.settings import CentralSettings
 
-QUEUE_SIZE = 4000
-BATCH_SIZE = 1000
+# What `posfleet serve` runs with by default.
+QUEUE_SIZE: int = CentralSettings.model_fields["ingest_queue_size"].default
+BATCH_SIZE: int = CentralSettings.model_fields["ingest_batch_size"].default
 
 
 def _say(text: str) -> None:

@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from posfleet.broker_bridge import BrokerConnection, Ingest, tune_gc
+from posfleet.broker_bridge import BrokerConnection, Ingest, WriterKind, tune_gc
 from posfleet.central.broker_auth import BrokerCredentials
 from posfleet.contract import Message
 from posfleet.store import create_engine, upgrade_engine
@@ -49,7 +49,13 @@ async def migrate(database_url: str) -> None:
 
 
 async def pipeline_drain(
-    conn: BrokerConnection, database_url: str, expected: int, *, queue_size: int, batch_size: int
+    conn: BrokerConnection,
+    database_url: str,
+    expected: int,
+    *,
+    queue_size: int,
+    batch_size: int,
+    writer: WriterKind = "process",
 ) -> tuple[float, int]:
     """Drain the session through :class:`Ingest`; (seconds, messages the hook saw)."""
     engine = create_engine(database_url)
@@ -66,7 +72,12 @@ async def pipeline_drain(
     try:
         started = time.perf_counter()
         async with Ingest(
-            conn, engine, on_stored=on_stored, queue_size=queue_size, batch_size=batch_size
+            conn,
+            engine,
+            on_stored=on_stored,
+            queue_size=queue_size,
+            batch_size=batch_size,
+            writer=writer,
         ) as ingest:
             await drained.wait()
             elapsed = time.perf_counter() - started
@@ -88,7 +99,9 @@ def run_instance(
     async def main() -> None:
         engine = create_engine(database_url)
         try:
-            async with Ingest(conn, engine, queue_size=queue_size, batch_size=batch_size):
+            async with Ingest(
+                conn, engine, queue_size=queue_size, batch_size=batch_size, writer="process"
+            ):
                 await asyncio.to_thread(stop.wait)
         finally:
             await engine.dispose()

@@ -14,3 +14,10 @@ class NotSubscribedError(BridgeError):
         super().__init__(f"not subscribed at {broker}: {reason}")
         self.broker = broker
         self.reason = reason
+
+
+class TransientStoreError(BridgeError):
+    """A batch could not be stored for now (the writer restarting, the database away).
+
+    It says nothing about the messages: the ingest sends the batch again after a pause.
+    """

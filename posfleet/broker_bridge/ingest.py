@@ -3,9 +3,12 @@
 paho-mqtt runs its own network thread. It only wraps each message and puts it into a
 bounded :class:`~posfleet.broker_bridge.handoff.Handoff`; when that is full the paho
 thread waits instead of dropping anything (and the broker, told our Receive Maximum,
-holds the rest). The consumer task takes what is queued as one batch, stores it in one
-transaction, then sends the QoS 1 PUBACKs: a crash before the commit means the broker
-redelivers, and the store is idempotent, so nothing is lost and nothing doubles.
+holds the rest). The consumer takes what is queued as one batch and hands it to a
+:mod:`batch writer <posfleet.broker_bridge.batch_writers>`, which validates and stores
+it in one transaction (in this process, or in a store writer process on another core);
+only then are the QoS 1 PUBACKs sent: a crash before the commit means the broker
+redelivers, and the store is idempotent, so nothing is lost and nothing doubles. The
+next batch is already on its way to the writer while one is being acknowledged.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -28,23 +31,20 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.batch_writers import BatchWriter, InlineWriter, ProcessWriter
 from posfleet.broker_bridge.errors import NotSubscribedError
 from posfleet.broker_bridge.handoff import Handoff
 from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
     BatchOutcome,
     ChannelHandler,
-    DecodedBatch,
     RawMessage,
-    decode_batch,
     is_transient,
-    store_decoded,
 )
 from posfleet.broker_bridge.ingest_stats import IngestStats
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
 from posfleet.broker_bridge.telemetry_sink import TelemetrySink
-from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, Channel, Message, utcnow
-from posfleet.store.engine import write_transaction
+from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, Channel, Message
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,9 @@ MAX_PACKET_BYTES = 16 * MAX_PAYLOAD_BYTES
 
 _RETRY_MAX_S = 30.0
 
+WriterKind = Literal["inline", "process"]
+"""Where batches are validated and stored: on this event loop, or in a writer process."""
+
 
 class Ingest:
     """Subscribes to everything terminals publish and stores it; an async context manager.
@@ -67,6 +70,10 @@ class Ingest:
     ``async with Ingest(connection, engine) as ingest: await ingest.wait_connected(10)``.
     Leaving the block stores and acknowledges what is already queued, then disconnects;
     anything not yet acknowledged is redelivered to the persistent session next time.
+
+    ``writer="process"`` validates and stores in a child process (what ``posfleet
+    serve`` does), which needs a database another process can open; ``"inline"`` keeps
+    everything on this event loop.
     """
 
     def __init__(
@@ -79,9 +86,15 @@ class Ingest:
         sinks: Sequence[TelemetrySink] = (),
         queue_size: int = 2000,
         batch_size: int = 500,
+        writer: WriterKind = "inline",
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
+        self._writer: BatchWriter = (
+            ProcessWriter(engine.url.render_as_string(hide_password=False), handlers)
+            if writer == "process"
+            else InlineWriter(engine, handlers)
+        )
         self.connection = connection
         self.stats = IngestStats()
         self._engine = engine
@@ -107,6 +120,7 @@ class Ingest:
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
         self._handoff.bind(self._loop)
+        await self._writer.start()
         self._client = self._build_client()
         tasks = asyncio.TaskGroup()
         await tasks.__aenter__()
@@ -146,6 +160,7 @@ class Ingest:
                 self._client.disconnect()
                 await asyncio.to_thread(self._client.loop_stop)
             self._subscribed.clear()
+            await self._writer.close()
 
     @property
     def connected(self) -> bool:
@@ -166,24 +181,35 @@ class Ingest:
 
     # -- the asyncio side --------------------------------------------------------------
 
-    async def _consume(self) -> None:
-        # Two stages: validating batch N+1 (CPU, in this thread) overlaps with storing
-        # batch N (mostly in the database driver's thread, or on the server).
-        validated: asyncio.Queue[tuple[list[RawMessage], DecodedBatch] | None] = asyncio.Queue(1)
+    @property
+    def writer_restarts(self) -> int:
+        """How many times the store writer process had to be started again."""
+        return self._writer.restarts
 
-        async def validate() -> None:
+    async def _consume(self) -> None:
+        # Two batches in flight: while one is acknowledged and handed to the hook, the
+        # writer already validates and stores the next. Batches finish in order.
+        in_flight: asyncio.Queue[
+            tuple[list[RawMessage], float, asyncio.Task[BatchOutcome | None]] | None
+        ] = asyncio.Queue(maxsize=1)
+
+        async def feed() -> None:
             try:
                 while batch := await self._handoff.take(self._batch_size):
                     self.stats.queue_depth = len(self._handoff)
-                    await validated.put((batch, decode_batch(batch)))
+                    started = time.perf_counter()
+                    task = stages.create_task(self._store_with_retry(batch))
+                    await in_flight.put((batch, started, task))
             finally:
-                await validated.put(None)
+                await in_flight.put(None)
 
         async with asyncio.TaskGroup() as stages:
-            stages.create_task(validate(), name=f"ingest-validate[{self.connection.client_id}]")
-            while item := await validated.get():
-                started = time.perf_counter()
-                if await self._process(*item) is not None:
+            stages.create_task(feed(), name=f"ingest-feed[{self.connection.client_id}]")
+            while item := await in_flight.get():
+                batch, started, task = item
+                outcome = await task
+                if outcome is not None:
+                    await self._finish(batch, outcome)
                     self.stats.batch_latency.observe(time.perf_counter() - started)
 
     async def process_batch(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
@@ -193,14 +219,12 @@ class Ingest:
         clear; returns None only if the ingest is shutting down first, leaving the batch
         unacknowledged for the broker to redeliver.
         """
-        return await self._process(batch, decode_batch(batch))
+        outcome = await self._store_with_retry(batch)
+        if outcome is not None:
+            await self._finish(batch, outcome)
+        return outcome
 
-    async def _process(
-        self, batch: Sequence[RawMessage], decoded: DecodedBatch
-    ) -> BatchOutcome | None:
-        outcome = await self._commit_with_retry(decoded)
-        if outcome is None:
-            return None
+    async def _finish(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
         self._acknowledge(batch)
         self.stats.batches += 1
         self.stats.stored += len(outcome.stored)
@@ -217,19 +241,17 @@ class Ingest:
             except Exception:
                 self.stats.hook_errors += 1
                 log.exception("on_stored hook failed for a batch of %d", len(outcome.stored))
-        return outcome
 
-    async def _commit_with_retry(self, decoded: DecodedBatch) -> BatchOutcome | None:
+    async def _store_with_retry(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
         delay = 0.5
         while True:
             try:
-                async with write_transaction(self._engine) as conn:
-                    return await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
+                return await self._writer.store(batch)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 self.stats.store_retries += 1
-                log.warning("storing a batch of %d failed, retrying: %s", len(decoded.raws), exc)
+                log.warning("storing a batch of %d failed, retrying: %s", len(batch), exc)
             if self._stopping.is_set():
                 return None
             try:

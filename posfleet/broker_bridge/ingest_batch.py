@@ -11,17 +11,19 @@ reach the database: they are dead letters from the start.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol, overload
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from posfleet.broker_bridge.errors import TransientStoreError
 from posfleet.contract import (
     Channel,
     FaultEvent,
@@ -33,7 +35,7 @@ from posfleet.contract import (
     decode,
 )
 from posfleet.store.dead_letters import fingerprint, record_dead_letter
-from posfleet.store.report_batch import Report, record_reports
+from posfleet.store.report_batch import Report, Sample, Stored, record_reports
 from posfleet.store.terminals import apply_inventory, apply_state, hardware_owner
 
 log = logging.getLogger(__name__)
@@ -42,9 +44,12 @@ log = logging.getLogger(__name__)
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """A message as it came off the wire, with what is needed to acknowledge it."""
+class RawMessage(NamedTuple):
+    """A message as it came off the wire, with what is needed to acknowledge it.
+
+    A tuple because one is made per message on paho's thread: a frozen dataclass costs
+    several times as much to build.
+    """
 
     topic: str
     payload: bytes
@@ -79,16 +84,21 @@ acknowledged and counted as ignored.
 class BatchOutcome:
     """What happened to each message of a batch."""
 
-    stored: list[Message] = field(default_factory=list)
+    stored: Sequence[Message] = field(default_factory=list)
+    """The messages stored for the first time, in batch order."""
     duplicates: int = 0
     dead_lettered: int = 0
     ignored: int = 0
+    stored_positions: list[int] = field(default_factory=list)
+    """Where each of ``stored`` was in the batch (index into the raw messages)."""
 
 
-class _Fate(enum.Enum):
-    STORED = enum.auto()
-    DUPLICATE = enum.auto()
-    IGNORED = enum.auto()
+class Fate(enum.Enum):
+    """What became of one valid message (dead letters are told by their reason instead)."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    IGNORED = "ignored"
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -97,7 +107,9 @@ def is_transient(exc: BaseException) -> bool:
     Those say nothing about the message: retry the batch instead of dead-lettering it.
     """
     # OSError: a refused or reset connection can surface unwrapped from the driver.
-    if isinstance(exc, OperationalError | InterfaceError | OSError | TimeoutError):
+    if isinstance(
+        exc, TransientStoreError | OperationalError | InterfaceError | OSError | TimeoutError
+    ):
         return True
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
@@ -112,13 +124,38 @@ class DecodedBatch:
 
     raws: list[RawMessage] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    """Where each of ``messages`` was in the batch."""
     rejected: list[tuple[RawMessage, str]] = field(default_factory=list)
 
 
 def decode_batch(batch: Sequence[RawMessage]) -> DecodedBatch:
     """Validate every message of ``batch`` (pure CPU; no database)."""
     decoded = DecodedBatch()
-    for raw in batch:
+    _decode_into(decoded, batch, 0)
+    return decoded
+
+
+DECODE_SLICE = 64
+"""Messages validated between two yields to the event loop in :func:`decode_batch_yielding`."""
+
+
+async def decode_batch_yielding(batch: Sequence[RawMessage]) -> DecodedBatch:
+    """:func:`decode_batch`, giving the event loop a turn every :data:`DECODE_SLICE` messages.
+
+    So that a transaction waiting on the database driver's thread gets its next
+    statement issued as soon as the previous one finishes, instead of after the whole
+    batch: validation of one batch then overlaps with the SQL of the other.
+    """
+    decoded = DecodedBatch()
+    for start in range(0, len(batch), DECODE_SLICE):
+        _decode_into(decoded, batch[start : start + DECODE_SLICE], start)
+        await asyncio.sleep(0)
+    return decoded
+
+
+def _decode_into(decoded: DecodedBatch, messages: Sequence[RawMessage], offset: int) -> None:
+    for position, raw in enumerate(messages, offset):
         try:
             message = decode(raw.topic, raw.payload)
         except PayloadError as exc:
@@ -126,7 +163,103 @@ def decode_batch(batch: Sequence[RawMessage]) -> DecodedBatch:
             continue
         decoded.raws.append(raw)
         decoded.messages.append(message)
-    return decoded
+        decoded.positions.append(position)
+
+
+class StoredMessages(Sequence[Message]):
+    """The stored messages of a batch that was validated in the store writer process.
+
+    Each is validated again here the first time it is read (the writer keeps its models
+    to itself: pickling them back would cost more than validating them again), so a
+    consumer that only counts them costs nothing and one that reads them pays per read.
+    """
+
+    __slots__ = ("_cache", "_raws")
+
+    def __init__(self, raws: Sequence[RawMessage]) -> None:
+        self._raws = raws
+        self._cache: list[Message | None] = [None] * len(raws)
+
+    def __len__(self) -> int:
+        return len(self._raws)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | Sequence[Message]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        message = self._cache[index]
+        if message is None:
+            raw = self._raws[index]
+            # It was stored, so it validated in the writer: only a bug can fail here.
+            message = decode(raw.topic, raw.payload)
+            self._cache[index] = message
+        return message
+
+
+StoreItem = Sample | Message
+"""One validated message as the store takes it: health as a :class:`Sample`, the rest whole."""
+
+
+@dataclass(slots=True)
+class StoreRequest:
+    """What storing a validated batch needs, and nothing else: cheap to pickle.
+
+    The ingest validates in its own process and sends this to the store writer.
+    """
+
+    items: list[StoreItem] = field(default_factory=list)
+    wire: list[tuple[str, bytes]] = field(default_factory=list)
+    """Each item's topic and payload as received, for a dead letter should it fail."""
+    rejected: list[tuple[str, bytes, str]] = field(default_factory=list)
+    """Messages that failed validation: topic, payload and reason."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreSummary:
+    """What storing a :class:`StoreRequest` did: one fate per item, and the dead letters."""
+
+    fates: list[Fate | str]
+    """Per item: a :class:`Fate`, or the reason it became a dead letter."""
+    dead_lettered: int
+
+
+def store_request(
+    decoded: DecodedBatch, handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
+) -> StoreRequest:
+    """The store's share of ``decoded``: health reports become samples, unless handled."""
+    request = StoreRequest(rejected=[(r.topic, r.payload, why) for r, why in decoded.rejected])
+    sample_health = Channel.HEALTH not in handlers
+    for raw, message in zip(decoded.raws, decoded.messages, strict=True):
+        payload = message.payload
+        if sample_health and isinstance(payload, HealthReport):
+            request.items.append(Sample.of(message.topic.terminal_id, payload))
+        else:
+            request.items.append(message)
+        request.wire.append((raw.topic, raw.payload))
+    return request
+
+
+def outcome_of(decoded: DecodedBatch, summary: StoreSummary) -> BatchOutcome:
+    """The outcome of ``decoded`` once stored as ``summary`` says."""
+    outcome = BatchOutcome(dead_lettered=summary.dead_lettered)
+    stored: list[Message] = []
+    for message, position, fate in zip(
+        decoded.messages, decoded.positions, summary.fates, strict=True
+    ):
+        if fate is Fate.STORED:
+            stored.append(message)
+            outcome.stored_positions.append(position)
+        elif fate is Fate.DUPLICATE:
+            outcome.duplicates += 1
+        elif fate is Fate.IGNORED:
+            outcome.ignored += 1
+    outcome.stored = stored
+    return outcome
 
 
 async def store_batch(
@@ -152,66 +285,77 @@ async def store_decoded(
     handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
 ) -> BatchOutcome:
     """Store a validated batch (see :func:`store_batch`)."""
-    outcome = BatchOutcome()
-    rejected = list(decoded.rejected)
-    fates: list[_Fate | str] | None
+    request = store_request(decoded, handlers)
+    return outcome_of(decoded, await store_items(conn, request, now=now, handlers=handlers))
+
+
+async def store_items(
+    conn: AsyncConnection,
+    request: StoreRequest,
+    *,
+    now: datetime,
+    handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
+) -> StoreSummary:
+    """Store ``request`` in the caller's transaction and record its dead letters.
+
+    Raises only on transient database errors (see :func:`is_transient`).
+    """
+    fates: list[Fate | str] | None
     try:
         async with conn.begin_nested():
-            fates = await _store(conn, decoded.messages, now, handlers)
+            fates = await _store(conn, request.items, now, handlers)
     except Exception as exc:
         if is_transient(exc):
             raise
-        log.warning("a batch of %d failed, storing it one by one: %s", len(decoded.raws), exc)
+        log.warning("a batch of %d failed, storing it one by one: %s", len(request.items), exc)
         fates = None
     if fates is None:
-        fates = [await _store_alone(conn, message, now, handlers) for message in decoded.messages]
-
-    for raw, message, fate in zip(decoded.raws, decoded.messages, fates, strict=True):
-        if fate is _Fate.STORED:
-            outcome.stored.append(message)
-        elif fate is _Fate.DUPLICATE:
-            outcome.duplicates += 1
-        elif fate is _Fate.IGNORED:
-            outcome.ignored += 1
-        else:
-            rejected.append((raw, str(fate)))
+        fates = [await _store_alone(conn, item, now, handlers) for item in request.items]
+    rejected = list(request.rejected)
+    for (topic, payload), fate in zip(request.wire, fates, strict=True):
+        if isinstance(fate, str):
+            rejected.append((topic, payload, fate))
     await _dead_letter(conn, rejected, now)
-    outcome.dead_lettered = len(rejected)
-    return outcome
+    return StoreSummary(fates, len(rejected))
 
 
 async def _store_alone(
     conn: AsyncConnection,
-    message: Message,
+    item: StoreItem,
     now: datetime,
     handlers: Mapping[Channel, ChannelHandler],
-) -> _Fate | str:
+) -> Fate | str:
     try:
         # A savepoint per message, so a rejected one leaves no half-written rows.
         async with conn.begin_nested():
-            return (await _store(conn, [message], now, handlers))[0]
+            return (await _store(conn, [item], now, handlers))[0]
     # A message that trips a database constraint or a bug in a handler is bad input
     # all the same: keep it for inspection and carry on with the rest of the batch.
     except Exception as exc:
         if is_transient(exc):
             raise
-        log.warning("cannot store %s: %s", message.topic, exc, exc_info=True)
+        where = item.terminal_id if isinstance(item, Sample) else item.topic
+        log.warning("cannot store a message of %s: %s", where, exc, exc_info=True)
         return f"store: {_one_line(exc)}"
 
 
 async def _store(
     conn: AsyncConnection,
-    messages: Sequence[Message],
+    items: Sequence[StoreItem],
     now: datetime,
     handlers: Mapping[Channel, ChannelHandler],
-) -> list[_Fate | str]:
-    """Store ``messages``; one fate per message, a string being a dead-letter reason."""
-    fates: list[_Fate | str] = [_Fate.IGNORED] * len(messages)
-    reports: list[Report] = []
+) -> list[Fate | str]:
+    """Store ``items``; one fate per item, a string being a dead-letter reason."""
+    fates: list[Fate | str] = [Fate.IGNORED] * len(items)
+    reports: list[Stored] = []
     report_positions: list[int] = []
-    for i, message in enumerate(messages):
-        terminal_id, payload = message.topic.terminal_id, message.payload
-        handler = handlers.get(message.topic.channel)
+    for i, item in enumerate(items):
+        if isinstance(item, Sample):
+            reports.append(item)
+            report_positions.append(i)
+            continue
+        terminal_id, payload = item.topic.terminal_id, item.payload
+        handler = handlers.get(item.topic.channel)
         if handler is not None:
             fates[i] = _fate(await handler(conn, terminal_id, payload, now=now))
         elif isinstance(payload, HealthReport | FaultEvent):
@@ -237,22 +381,22 @@ async def _store(
     return fates
 
 
-def _fate(fresh: bool) -> _Fate:
-    return _Fate.STORED if fresh else _Fate.DUPLICATE
+def _fate(fresh: bool) -> Fate:
+    return Fate.STORED if fresh else Fate.DUPLICATE
 
 
 async def _dead_letter(
-    conn: AsyncConnection, rejected: Sequence[tuple[RawMessage, str]], now: datetime
+    conn: AsyncConnection, rejected: Sequence[tuple[str, bytes, str]], now: datetime
 ) -> None:
     # A terminal repeating one bad message: one statement per kind, not per copy.
-    kinds: dict[str, tuple[RawMessage, str, int]] = {}
-    for raw, error in rejected:
-        key = fingerprint(raw.topic, raw.payload, error)
-        _, _, count = kinds.get(key, (raw, error, 0))
-        kinds[key] = (raw, error, count + 1)
-    for raw, error, count in kinds.values():
-        log.info("dead letter on %s (x%d): %s", raw.topic[:256], count, error[:512])
-        await record_dead_letter(conn, raw.topic, raw.payload, error, now=now, count=count)
+    kinds: dict[str, tuple[str, bytes, str, int]] = {}
+    for topic, payload, error in rejected:
+        key = fingerprint(topic, payload, error)
+        count = kinds[key][3] if key in kinds else 0
+        kinds[key] = (topic, payload, error, count + 1)
+    for topic, payload, error, count in kinds.values():
+        log.info("dead letter on %s (x%d): %s", topic[:256], count, error[:512])
+        await record_dead_letter(conn, topic, payload, error, now=now, count=count)
 
 
 def _one_line(exc: BaseException) -> str:

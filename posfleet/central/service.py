@@ -94,7 +94,13 @@ def _ingest_ctx(
             telemetry_sinks(settings) as sinks,
             Housekeeping(engine, housekeeping_schedule(settings)) as housekeeping,
             Ingest(
-                broker_connection(settings), engine, on_stored=diagnostics.on_stored, sinks=sinks
+                broker_connection(settings),
+                engine,
+                on_stored=diagnostics.on_stored,
+                sinks=sinks,
+                queue_size=settings.ingest_queue_size,
+                batch_size=settings.ingest_batch_size,
+                writer=settings.ingest_writer,
             ) as ingest,
         ):
             app[INGEST_KEY] = ingest

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -46,6 +46,18 @@ class CentralSettings(BrokerClientSettings):
     raw_retention_days: Annotated[int, Field(ge=1)] = 7
     rollup_retention_days: Annotated[int, Field(ge=1)] = 400
     heartbeat_sweep_s: Annotated[int, Field(ge=1, le=3600)] = 30
+    ingest_writer: Literal["process", "inline"] = Field(
+        default="process",
+        description="validate and store in a writer process on another core (process), "
+        "or on the service's own event loop (inline)",
+    )
+    ingest_batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
+        default=1000, description="most messages stored per transaction"
+    )
+    ingest_queue_size: Annotated[int, Field(ge=1, le=65_535)] = Field(
+        default=4000,
+        description="messages received but not yet acknowledged (the broker's Receive Maximum)",
+    )
     influx_url: str | None = Field(
         default=None, description="InfluxDB v2 write API (InfluxDB, VictoriaMetrics); off if unset"
     )

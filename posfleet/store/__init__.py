@@ -10,7 +10,7 @@ from posfleet.store.errors import MigrationError, StoreError
 from posfleet.store.health_rollups import HealthRollup, list_rollups
 from posfleet.store.migrate import upgrade, upgrade_engine
 from posfleet.store.presence import mark_silent_terminals_offline
-from posfleet.store.report_batch import Report, record_reports
+from posfleet.store.report_batch import Report, Sample, record_reports
 from posfleet.store.retention import PruneResult, prune_telemetry
 from posfleet.store.terminal_filters import TerminalFilter, TerminalSort
 from posfleet.store.terminals import (
@@ -30,6 +30,7 @@ __all__ = [
     "MigrationError",
     "PruneResult",
     "Report",
+    "Sample",
     "StoreError",
     "TerminalFilter",
     "TerminalRecord",

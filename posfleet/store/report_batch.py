@@ -7,6 +7,10 @@ tells which reports are new (the (terminal, seq) key makes redelivery harmless);
 ``executemany`` UPDATE carrying each terminal's aggregated changes (sequence gaps and
 duplicates, last seen, heartbeat deadline, latest health); and one ``INSERT ... SELECT``
 that merges the batch's new samples into the hourly rollups inside the database.
+
+Health reports arrive as :class:`Sample` (a plain tuple that crosses a process
+boundary cheaply); the two statements that run per report are driver-level SQL (see
+:mod:`posfleet.store.driver_sql`).
 """
 
 from __future__ import annotations
@@ -15,15 +19,16 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from posfleet.contract import FaultEvent, HealthReport
+from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
+from posfleet.store.driver_sql import MAX_ROWS_PER_STATEMENT, DriverSql
 from posfleet.store.health_rollups import merge_batch_rollups
-from posfleet.store.schema import fault_events, health_samples, terminals
+from posfleet.store.schema import fault_events, terminals
 from posfleet.store.upsert import insert_for
 
 HEARTBEAT_MISSES = 2
@@ -42,14 +47,46 @@ class Report:
     payload: HealthReport | FaultEvent
 
 
+class Sample(NamedTuple):
+    """A validated health report, reduced to what storing it needs.
+
+    A tuple of plain values so that a batch of them pickles in microseconds: the ingest
+    validates in one process and stores in another.
+    """
+
+    terminal_id: str
+    seq: int
+    ts: datetime
+    interval_s: int
+    metrics_json: str
+    """The report's metrics as JSON text, ``None`` fields left out."""
+
+    @classmethod
+    def of(cls, terminal_id: str, report: HealthReport) -> Sample:
+        """The sample of a validated ``report``."""
+        return cls(
+            terminal_id,
+            report.seq,
+            report.ts,
+            report.interval_s,
+            # The serializer itself: model_dump_json adds a third on top for its checks.
+            _METRICS_JSON.to_json(report.metrics, exclude_none=True).decode(),
+        )
+
+
+_METRICS_JSON = HealthMetrics.__pydantic_serializer__
+
+Stored = Report | Sample
+"""What :func:`record_reports` takes: events as reports, health as either."""
+
+
 @dataclass(slots=True)
 class _TerminalChange:
     """What one batch does to one terminal's row."""
 
     fresh_seqs: list[int] = field(default_factory=list)
     duplicates: int = 0
-    latest: HealthReport | None = None
-    latest_json: str = ""
+    latest: Sample | None = None
 
 
 def json_param(conn: AsyncConnection, name: str) -> sa.ColumnElement[Any]:
@@ -64,42 +101,33 @@ def json_param(conn: AsyncConnection, name: str) -> sa.ColumnElement[Any]:
 
 
 async def record_reports(
-    conn: AsyncConnection, reports: Sequence[Report], *, now: datetime
+    conn: AsyncConnection, reports: Sequence[Stored], *, now: datetime
 ) -> list[bool]:
     """Store ``reports`` in the caller's transaction; True for each one not seen before."""
     if not reports:
         return []
-    current = await _lock_terminals(conn, sorted({r.terminal_id for r in reports}), now)
+    items = [
+        Sample.of(r.terminal_id, r.payload)
+        if isinstance(r, Report) and isinstance(r.payload, HealthReport)
+        else r
+        for r in reports
+    ]
+    current = await _lock_terminals(conn, sorted({r.terminal_id for r in items}), now)
     batch_id = secrets.randbits(62)
-    metrics_json: dict[int, str] = {}
-    health_rows: list[dict[str, Any]] = []
-    event_rows: list[dict[str, Any]] = []
-    for i, r in enumerate(reports):
-        if isinstance(r.payload, HealthReport):
-            text = r.payload.metrics.model_dump_json(exclude_none=True)
-            metrics_json[i] = text
-            health_rows.append(
-                {
-                    "terminal_id": r.terminal_id,
-                    "seq": r.payload.seq,
-                    "ts": r.payload.ts,
-                    "m": text,
-                    "batch_id": batch_id,
-                }
-            )
-        else:
-            event_rows.append(_event_row(r))
+    samples = [r for r in items if isinstance(r, Sample)]
+    event_rows = [_event_row(r) for r in items if isinstance(r, Report)]
     fresh_keys: set[tuple[str, int]] = set()
-    if health_rows:
-        fresh_keys |= await _insert_new(conn, _health_insert(conn), _unique(health_rows))
+    if samples:
+        fresh_keys |= await _insert_samples(conn, samples, batch_id)
     if event_rows:
         fresh_keys |= await _insert_new(conn, _event_insert(conn), _unique(event_rows))
 
     fresh: list[bool] = []
     changes: dict[str, _TerminalChange] = {tid: _TerminalChange() for tid in current}
     any_new_sample = False
-    for i, r in enumerate(reports):
-        key = (r.terminal_id, r.payload.seq)
+    for r in items:
+        seq = r.seq if isinstance(r, Sample) else r.payload.seq
+        key = (r.terminal_id, seq)
         change = changes[r.terminal_id]
         # The same report twice in one batch: the second copy is a duplicate too.
         is_new = key in fresh_keys
@@ -108,11 +136,11 @@ async def record_reports(
         if not is_new:
             change.duplicates += 1
             continue
-        change.fresh_seqs.append(r.payload.seq)
-        if isinstance(r.payload, HealthReport):
+        change.fresh_seqs.append(seq)
+        if isinstance(r, Sample):
             any_new_sample = True
-            if change.latest is None or r.payload.seq > change.latest.seq:
-                change.latest, change.latest_json = r.payload, metrics_json[i]
+            if change.latest is None or r.seq > change.latest.seq:
+                change.latest = r
     await _update_terminals(conn, current, changes, now)
     if any_new_sample:
         await merge_batch_rollups(conn, batch_id)
@@ -158,17 +186,30 @@ async def _read_terminals(conn: AsyncConnection, ids: list[str]) -> dict[str, sa
     return {row.terminal_id: row for row in (await conn.execute(query)).all()}
 
 
-def _health_insert(conn: AsyncConnection) -> Any:
-    stmt = insert_for(conn, health_samples).values(
-        terminal_id=sa.bindparam("terminal_id"),
-        seq=sa.bindparam("seq"),
-        ts=sa.bindparam("ts"),
-        metrics=json_param(conn, "m"),
-        batch_id=sa.bindparam("batch_id"),
-    )
-    return stmt.on_conflict_do_nothing(index_elements=["terminal_id", "seq"]).returning(
-        health_samples.c.terminal_id, health_samples.c.seq
-    )
+async def _insert_samples(
+    conn: AsyncConnection, samples: list[Sample], batch_id: int
+) -> set[tuple[str, int]]:
+    """Insert the samples not stored before; the keys of those inserted."""
+    sql = DriverSql(conn)
+    # PostgreSQL refuses one INSERT that conflicts with itself; keep the first copy.
+    unique = list({(s.terminal_id, s.seq): s for s in reversed(samples)}.values())
+    unique.reverse()
+    template = "{0}, {1}, {2}, " + sql.as_json("{3}") + ", {4}"
+    fresh: set[tuple[str, int]] = set()
+    for start in range(0, len(unique), MAX_ROWS_PER_STATEMENT):
+        chunk = unique[start : start + MAX_ROWS_PER_STATEMENT]
+        params: list[Any] = []
+        for s in chunk:
+            params += (s.terminal_id, s.seq, sql.timestamp(s.ts), s.metrics_json, batch_id)
+        result = await conn.exec_driver_sql(
+            "INSERT INTO health_samples (terminal_id, seq, ts, metrics, batch_id) VALUES "
+            + sql.values_rows(len(chunk), template, 5)
+            + " ON CONFLICT (terminal_id, seq) DO NOTHING RETURNING terminal_id, seq",
+            tuple(params),
+        )
+        keys: list[tuple[str, int]] = [tuple(row) for row in result.all()]
+        fresh.update(keys)
+    return fresh
 
 
 def _event_insert(conn: AsyncConnection) -> Any:
@@ -200,14 +241,35 @@ async def _insert_new(
     return {(tid, seq) for tid, seq in result.all()}
 
 
+_UPDATE_TERMINAL = """
+UPDATE terminals SET
+    last_seq = {p1},
+    seq_gaps = {p2},
+    seq_duplicates = seq_duplicates + {p3},
+    last_seen = CASE WHEN last_seen < {p4} THEN {p4} ELSE last_seen END,
+    report_interval_s = coalesce({p5}, report_interval_s),
+    heartbeat_due_at = coalesce({p6}, heartbeat_due_at),
+    health = coalesce({j7}, health),
+    health_at = coalesce({p8}, health_at),
+    health_seq = coalesce({p9}, health_seq)
+WHERE terminal_id = {p10}
+"""
+
+
+def _update_terminal_sql(sql: DriverSql) -> str:
+    names = {f"p{n}": sql.param(n) for n in range(1, 11)}
+    return _UPDATE_TERMINAL.format(j7=sql.json_param(7), **names)
+
+
 async def _update_terminals(
     conn: AsyncConnection,
     current: dict[str, sa.Row[Any]],
     changes: dict[str, _TerminalChange],
     now: datetime,
 ) -> None:
-    t = terminals.c
-    rows: list[dict[str, Any]] = []
+    sql = DriverSql(conn)
+    now_value = sql.timestamp(now)
+    rows: list[tuple[Any, ...]] = []
     revived: list[str] = []
     for terminal_id, change in changes.items():
         row = current[terminal_id]
@@ -218,49 +280,35 @@ async def _update_terminals(
         if (
             change.latest is not None
             and not row.online
-            and row.offline_reason == (OFFLINE_BY_SILENCE)
+            and row.offline_reason == OFFLINE_BY_SILENCE
         ):
             revived.append(terminal_id)
         interval = change.latest.interval_s if change.latest else None
-        rows.append(
-            {
-                "b_id": terminal_id,
-                "b_last_seq": last_seq,
-                "b_gaps": gaps,
-                "b_dups": change.duplicates,
-                "b_interval": interval,
-                "b_due": now + timedelta(seconds=HEARTBEAT_MISSES * interval) if interval else None,
-                "h": change.latest_json if latest is not None else None,
-                "b_at": latest.ts if latest is not None else None,
-                "b_seq": latest.seq if latest is not None else None,
-            }
+        due = (
+            sql.timestamp(now + timedelta(seconds=HEARTBEAT_MISSES * interval))
+            if interval
+            else None
         )
-    now_param = sa.literal(now, terminals.c.last_seen.type)
-    await conn.execute(
-        sa.update(terminals)
-        .where(t.terminal_id == sa.bindparam("b_id"))
-        .values(
-            last_seq=sa.bindparam("b_last_seq", type_=sa.BigInteger()),
-            seq_gaps=sa.bindparam("b_gaps", type_=sa.Integer()),
-            seq_duplicates=t.seq_duplicates + sa.bindparam("b_dups", type_=sa.Integer()),
-            last_seen=sa.case((t.last_seen < now_param, now_param), else_=t.last_seen),
-            report_interval_s=sa.func.coalesce(
-                sa.bindparam("b_interval", type_=sa.Integer()), t.report_interval_s
-            ),
-            heartbeat_due_at=sa.func.coalesce(
-                sa.bindparam("b_due", type_=t.heartbeat_due_at.type), t.heartbeat_due_at
-            ),
-            health=sa.func.coalesce(json_param(conn, "h"), t.health),
-            health_at=sa.func.coalesce(sa.bindparam("b_at", type_=t.health_at.type), t.health_at),
-            health_seq=sa.func.coalesce(sa.bindparam("b_seq", type_=sa.BigInteger()), t.health_seq),
-        ),
-        rows,
-    )
+        rows.append(
+            (
+                last_seq,
+                gaps,
+                change.duplicates,
+                now_value,
+                interval,
+                due,
+                latest.metrics_json if latest is not None else None,
+                sql.timestamp(latest.ts) if latest is not None else None,
+                latest.seq if latest is not None else None,
+                terminal_id,
+            )
+        )
+    await conn.exec_driver_sql(_update_terminal_sql(sql), rows)
     if revived:
         # Reports again after the sweeper gave it up for silent: online once more.
         await conn.execute(
             sa.update(terminals)
-            .where(t.terminal_id.in_(revived))
+            .where(terminals.c.terminal_id.in_(revived))
             .values(online=True, offline_reason=None, state_changed_at=now)
         )
 

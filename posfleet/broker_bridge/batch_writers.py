@@ -1,0 +1,262 @@
+"""Where the ingest's batches are validated and stored: in this process, or in a child.
+
+:class:`InlineWriter` does it on the ingest's own event loop. :class:`ProcessWriter`
+hands each batch's raw bytes to a store writer process
+(:mod:`~posfleet.broker_bridge.store_worker`) and waits for its commit, so validation
+and SQL run on another core while this process keeps up with the broker: with one
+interpreter lock per process, that is what lets ingest use a second core. The stored
+messages it returns are validated again here only when a hook or sink reads them
+(:class:`~posfleet.broker_bridge.ingest_batch.StoredMessages`).
+
+Both store one batch per call and raise :class:`TransientStoreError` (or a database
+error that :func:`~posfleet.broker_bridge.ingest_batch.is_transient` recognises) when
+the batch may simply be sent again; the ingest retries with backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Protocol
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posfleet.broker_bridge.errors import BridgeError, TransientStoreError
+from posfleet.broker_bridge.ingest_batch import (
+    DEFAULT_HANDLERS,
+    BatchOutcome,
+    ChannelHandler,
+    RawMessage,
+    StoredMessages,
+    decode_batch,
+    store_decoded,
+)
+from posfleet.broker_bridge.worker_frames import (
+    Committed,
+    FrameError,
+    WriterConfig,
+    encode_frame,
+    read_frame,
+)
+from posfleet.contract import Channel, utcnow
+from posfleet.store.engine import write_transaction
+
+log = logging.getLogger(__name__)
+
+WRITER_START_TIMEOUT_S = 60.0
+"""How long the writer process may take to import and open its engine."""
+
+WRITER_STOP_TIMEOUT_S = 30.0
+"""How long the writer may take to finish its last batch at shutdown before it is killed."""
+
+
+class WriterError(BridgeError):
+    """The store writer failed in a way a retry will not mend (a bug, a bad configuration)."""
+
+
+class BatchWriter(Protocol):
+    """Stores one batch of raw messages in one transaction."""
+
+    restarts: int
+    """How many times the writer had to be started again after it died."""
+
+    async def start(self) -> None:
+        """Get ready to store (raise :class:`WriterError` if that cannot be done)."""
+        ...
+
+    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
+        """Validate and commit ``batch``; raise a transient error to have it sent again."""
+        ...
+
+    async def close(self) -> None:
+        """Finish and release everything."""
+        ...
+
+
+class InlineWriter:
+    """Validates and stores on the caller's event loop, one batch at a time, in order."""
+
+    def __init__(
+        self, engine: AsyncEngine, handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
+    ) -> None:
+        self.restarts = 0
+        self._engine = engine
+        self._handlers = handlers
+        # FIFO: batches commit in the order they were handed over.
+        self._turn = asyncio.Lock()
+
+    async def start(self) -> None:
+        """Nothing to start."""
+
+    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
+        """Validate (before waiting for our turn, so it overlaps the previous commit), store."""
+        decoded = decode_batch(batch)
+        async with self._turn, write_transaction(self._engine) as conn:
+            return await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
+
+    async def close(self) -> None:
+        """Nothing to release: the engine belongs to the caller."""
+
+
+class ProcessWriter:
+    """Stores through a child store writer process, started again if it dies."""
+
+    def __init__(
+        self,
+        database_url: str,
+        handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
+        *,
+        log_level: int | None = None,
+    ) -> None:
+        if ":memory:" in database_url or database_url.rstrip("/").endswith("sqlite+aiosqlite:"):
+            raise WriterError("an in-memory SQLite database cannot be shared with a writer process")
+        self.restarts = 0
+        self._config = WriterConfig(
+            database_url=database_url,
+            log_level=log_level if log_level is not None else logging.getLogger().level,
+            handlers=dict(handlers),
+        )
+        self._proc: asyncio.subprocess.Process | None = None
+        self._reader_task: asyncio.Task[None] | None = None
+        self._pending: dict[int, asyncio.Future[Committed]] = {}
+        self._ids = itertools.count(1)
+        self._send_lock = asyncio.Lock()
+        self._start_lock = asyncio.Lock()
+        self._started_once = False
+        self._closed = False
+
+    @property
+    def pid(self) -> int | None:
+        """The writer process's id while it runs."""
+        return self._proc.pid if self._proc is not None and self._proc.returncode is None else None
+
+    async def start(self) -> None:
+        """Start the writer and wait until it is ready."""
+        async with self._start_lock:
+            if self._closed:
+                raise WriterError("the writer is closed")
+            if self.pid is not None:
+                return
+            if self._started_once:
+                self.restarts += 1
+                log.warning("starting the store writer process again (restart %d)", self.restarts)
+            self._started_once = True
+            await self._spawn()
+
+    async def _spawn(self) -> None:
+        try:
+            hello = encode_frame(("hello", self._config))
+        except Exception as exc:
+            raise WriterError(f"the writer's settings cannot be sent to it: {exc}") from exc
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "posfleet.broker_bridge.store_worker",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            limit=2**20,
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            proc.stdin.write(hello)
+            await proc.stdin.drain()
+            async with asyncio.timeout(WRITER_START_TIMEOUT_S):
+                answer = await read_frame(proc.stdout)
+        except (TimeoutError, FrameError, ConnectionError) as exc:
+            await _kill(proc)
+            raise WriterError(f"the store writer process did not start: {exc!r}") from exc
+        if answer != ("ready",):
+            await _kill(proc)
+            reason = answer[1] if isinstance(answer, tuple) and len(answer) > 1 else answer
+            raise WriterError(f"the store writer process did not start: {reason}")
+        self._proc = proc
+        self._reader_task = asyncio.create_task(
+            self._read_answers(proc), name="store-writer-answers"
+        )
+        log.info("store writer process %d ready", proc.pid)
+
+    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
+        """Send ``batch`` to the writer and wait for its commit."""
+        if self.pid is None:
+            await self.start()
+        proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        request_id = next(self._ids)
+        answer: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = answer
+        frame = encode_frame(("store", request_id, [(raw.topic, raw.payload) for raw in batch]))
+        try:
+            async with self._send_lock:
+                proc.stdin.write(frame)
+                await proc.stdin.drain()
+        except (ConnectionError, RuntimeError) as exc:
+            self._pending.pop(request_id, None)
+            raise TransientStoreError(f"the store writer process is gone: {exc}") from exc
+        committed = await answer
+        return BatchOutcome(
+            stored=StoredMessages([batch[i] for i in committed.stored_positions]),
+            duplicates=committed.duplicates,
+            dead_lettered=committed.dead_lettered,
+            ignored=committed.ignored,
+            stored_positions=committed.stored_positions,
+        )
+
+    async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
+        assert proc.stdout is not None
+        reason = "closed its output"
+        try:
+            while (frame := await read_frame(proc.stdout)) is not None:
+                kind, request_id, detail = frame
+                answer = self._pending.pop(request_id, None)
+                if answer is None or answer.done():
+                    continue
+                if kind == "stored":
+                    answer.set_result(detail)
+                elif kind == "transient":
+                    answer.set_exception(TransientStoreError(detail))
+                else:
+                    answer.set_exception(WriterError(f"the store writer failed: {detail}"))
+        except FrameError as exc:
+            reason = str(exc)
+            await _kill(proc)
+        code = await proc.wait()
+        if not self._closed:
+            log.error("the store writer process %d stopped (%s, exit %s)", proc.pid, reason, code)
+        # Nothing pending was committed as far as we know: have those batches sent again.
+        for answer in self._pending.values():
+            if not answer.done():
+                answer.set_exception(
+                    TransientStoreError(f"the store writer process exited with code {code}")
+                )
+        self._pending.clear()
+
+    async def close(self) -> None:
+        """Let the writer finish what it has, then stop it (killed after a timeout)."""
+        self._closed = True
+        proc = self._proc
+        if proc is None:
+            return
+        if proc.stdin is not None:
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                proc.stdin.close()
+                await proc.stdin.wait_closed()
+        try:
+            async with asyncio.timeout(WRITER_STOP_TIMEOUT_S):
+                await proc.wait()
+        except TimeoutError:
+            log.error(
+                "the store writer did not stop within %.0f s: killing it", WRITER_STOP_TIMEOUT_S
+            )
+            await _kill(proc)
+        if self._reader_task is not None:
+            await self._reader_task
+
+
+async def _kill(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        proc.kill()
+    await proc.wait()

@@ -1,0 +1,136 @@
+"""The store writer process: validates and stores the ingest's batches.
+
+Started by :class:`~posfleet.broker_bridge.batch_writers.ProcessWriter` as
+``python -m posfleet.broker_bridge.store_worker``, it reads batches of raw messages on
+stdin and answers on stdout (see :mod:`~posfleet.broker_bridge.worker_frames`), so
+that validation and the database work run on a second core, beside the process that
+speaks MQTT. Validation of the next batch is interleaved with the SQL of the current
+one (the SQLite driver runs its statements on a thread of its own, without the
+interpreter lock). It commits each batch before it answers; the parent acknowledges to
+the broker only then.
+
+It stops when its stdin closes: when the parent closes it at shutdown, or when the
+parent dies (even by SIGKILL), so it never outlives the ingest. SIGINT and SIGTERM are
+ignored: Ctrl-C and ``systemctl stop`` reach the whole process group, and the parent
+decides when the writer has finished.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+import traceback
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posfleet.broker_bridge.gc_tuning import tune_gc
+from posfleet.broker_bridge.ingest_batch import (
+    DecodedBatch,
+    RawMessage,
+    decode_batch_yielding,
+    is_transient,
+    store_decoded,
+)
+from posfleet.broker_bridge.worker_frames import (
+    Committed,
+    FrameError,
+    WriterConfig,
+    read_frame,
+    write_frame_fd,
+)
+from posfleet.contract import utcnow
+from posfleet.store.engine import create_engine, write_transaction
+
+log = logging.getLogger("posfleet.store_writer")
+
+
+async def _stdin_reader() -> asyncio.StreamReader:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=2**20)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin.buffer)
+    return reader
+
+
+async def serve(frames_fd: int) -> None:
+    """Answer the hello, then store batches until stdin closes."""
+    reader = await _stdin_reader()
+    hello = await read_frame(reader)
+    if hello is None:
+        return  # the parent gave up before saying hello
+    if not (
+        isinstance(hello, tuple) and hello[0] == "hello" and isinstance(hello[1], WriterConfig)
+    ):
+        write_frame_fd(frames_fd, ("failed", f"expected a hello frame, got {type(hello).__name__}"))
+        return
+    config: WriterConfig = hello[1]
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [store-writer %(process)d] %(name)s: %(message)s",
+    )
+    try:
+        engine = create_engine(config.database_url)
+    except Exception as exc:
+        write_frame_fd(frames_fd, ("failed", f"{type(exc).__name__}: {exc}"))
+        return
+    write_frame_fd(frames_fd, ("ready",))
+    # Validating the next batch overlaps with the database work of this one.
+    requests: asyncio.Queue[tuple[int, DecodedBatch] | None] = asyncio.Queue(maxsize=1)
+
+    async def receive() -> None:
+        try:
+            while (frame := await read_frame(reader)) is not None:
+                _, request_id, pairs = frame
+                batch = [RawMessage(topic, payload) for topic, payload in pairs]
+                await requests.put((request_id, await decode_batch_yielding(batch)))
+        except FrameError as exc:
+            log.error("stopping: %s", exc)
+        finally:
+            await requests.put(None)
+
+    try:
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(receive())
+            while (item := await requests.get()) is not None:
+                request_id, request = item
+                write_frame_fd(frames_fd, await _store(engine, request_id, request, config))
+    finally:
+        await engine.dispose()
+
+
+async def _store(
+    engine: AsyncEngine, request_id: int, batch: DecodedBatch, config: WriterConfig
+) -> tuple[object, ...]:
+    try:
+        async with write_transaction(engine) as conn:
+            outcome = await store_decoded(conn, batch, now=utcnow(), handlers=config.handlers)
+    except Exception as exc:
+        if is_transient(exc):
+            return ("transient", request_id, f"{type(exc).__name__}: {exc}")
+        log.exception("storing batch %d failed", request_id)
+        return ("error", request_id, "".join(traceback.format_exception_only(exc)).strip())
+    committed = Committed(
+        stored_positions=outcome.stored_positions,
+        duplicates=outcome.duplicates,
+        dead_lettered=outcome.dead_lettered,
+        ignored=outcome.ignored,
+    )
+    return ("stored", request_id, committed)
+
+
+def main() -> None:
+    """Entry point of ``python -m posfleet.broker_bridge.store_worker``."""
+    # stdout carries frames: keep a private copy and send anything printed to stderr.
+    frames_fd = os.dup(1)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_gc()
+    asyncio.run(serve(frames_fd))
+
+
+if __name__ == "__main__":
+    main()
