@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 
 # PostgreSQL serialization failure and deadlock: the transaction may simply be retried.
 _RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
+# SQLite errors that pass: a lock held by another writer, a full or unavailable disk.
+_SQLITE_TRANSIENT = ("locked", "busy", "disk i/o", "unable to open", "database or disk is full")
 
 
 class RawMessage(NamedTuple):
@@ -106,6 +109,9 @@ def is_transient(exc: BaseException) -> bool:
 
     Those say nothing about the message: retry the batch instead of dead-lettering it.
     """
+    if isinstance(exc, OperationalError) and isinstance(exc.orig, sqlite3.OperationalError):
+        # SQLite reports a malformed statement with the same class as a locked file.
+        return any(word in str(exc.orig).lower() for word in _SQLITE_TRANSIENT)
     # OSError: a refused or reset connection can surface unwrapped from the driver.
     if isinstance(
         exc, TransientStoreError | OperationalError | InterfaceError | OSError | TimeoutError

@@ -25,15 +25,20 @@ MAX_ROWS_PER_STATEMENT = 1000
 
 
 class DriverSql:
-    """Placeholders, JSON casts and timestamps for one connection's backend."""
+    """Placeholders, JSON casts and timestamps for one connection's backend.
 
-    __slots__ = ("postgres",)
+    Meant to live for one batch: it remembers the timestamps it has formatted (a batch
+    repeats the same hour, deadline and report time several times).
+    """
+
+    __slots__ = ("_texts", "postgres")
 
     def __init__(self, conn: AsyncConnection) -> None:
         name = conn.dialect.name
         if name not in ("sqlite", "postgresql"):
             raise UnsupportedDatabaseError(f"database {name!r} is not supported")
         self.postgres = name == "postgresql"
+        self._texts: dict[datetime, str] = {}
 
     def param(self, number: int) -> str:
         """The ``number``-th positional parameter (from 1)."""
@@ -51,7 +56,10 @@ class DriverSql:
         """``value`` as ``UtcDateTime`` stores it (aware on PostgreSQL, UTC text on SQLite)."""
         if self.postgres:
             return value
-        return sqlite_timestamp(value)
+        text = self._texts.get(value)
+        if text is None:
+            text = self._texts[value] = sqlite_timestamp(value)
+        return text
 
     def values_rows(self, rows: int, row_template: str, width: int) -> str:
         """``(...), (...)`` for ``rows`` rows; ``row_template`` uses ``{0}`` .. ``{width-1}``."""

@@ -1,35 +1,32 @@
 """Hourly health rollups: what the dashboard charts once raw samples have been pruned.
 
-One row per (terminal, UTC hour of the report's own timestamp). Each ingest batch's new
-samples (and only those: redelivered duplicates are never inserted) are aggregated by
-the database itself with one ``INSERT ... SELECT ... GROUP BY ... ON CONFLICT`` that adds
-counts and sums and keeps minima and maxima, so a rollup is exact however the reports
-were batched, and no per-report Python runs for it.
+One row per (terminal, UTC hour of the report's own timestamp). Each report carries its
+:class:`Vitals`, the few numbers a rollup keeps, taken from the validated model when it
+is reduced to a sample. Each ingest batch's new samples (and only those: redelivered
+duplicates are never inserted) are summed per terminal and hour in Python and merged
+with one multi-row ``INSERT ... ON CONFLICT DO UPDATE`` that adds counts and sums and
+keeps minima and maxima, so a rollup is exact however the reports were batched.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, NamedTuple, TypeVar
 
 import pydantic
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from posfleet.store.schema import health_rollups, health_samples
-from posfleet.store.upsert import insert_for
+from posfleet.contract import HealthMetrics, PrinterStatus
+from posfleet.store.driver_sql import MAX_ROWS_PER_STATEMENT, DriverSql
+from posfleet.store.schema import health_rollups
 
-_MIN_COLUMNS = ("battery_min", "rssi_min")
-_MAX_COLUMNS = ("temperature_max", "reader_reads_max", "reader_errors_max", "declined_max")
-_SUM_COLUMNS = (
-    "samples",
-    "temperature_sum",
-    "temperature_count",
-    "host_unreachable",
-    "printer_faults",
-    "tamper",
-)
-_PRINTER_WORKING = ("ok", "paper_low")
+if TYPE_CHECKING:
+    from posfleet.store.report_batch import Sample
+
+_PRINTER_WORKING = frozenset({PrinterStatus.OK, PrinterStatus.PAPER_LOW})
 
 
 class HealthRollup(pydantic.BaseModel):
@@ -52,92 +49,165 @@ class HealthRollup(pydantic.BaseModel):
     declined_max: int | None
 
 
-def _hour(ts: sa.ColumnElement[Any], dialect: str) -> sa.ColumnElement[Any]:
-    """The start of the UTC hour of ``ts``, in the column's own storage format."""
-    if dialect == "postgresql":
-        return sa.func.date_trunc("hour", ts, "UTC")
-    # SQLite keeps UtcDateTime as 'YYYY-MM-DD HH:MM:SS.ffffff' text in UTC.
-    return sa.func.strftime("%Y-%m-%d %H:00:00.000000", ts)
+class Vitals(NamedTuple):
+    """What one health report adds to its hour's rollup."""
 
+    temperature: float | None
+    battery: float | None
+    rssi: int | None
+    host_unreachable: bool
+    printer_fault: bool
+    tamper: bool
+    reader_reads: int | None
+    """Reads over the three card interfaces (cumulative since reboot)."""
+    reader_errors: int | None
+    declined: int | None
 
-def _count_if(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[Any]:
-    return sa.func.sum(sa.case((condition, 1), else_=0))
-
-
-def _batch_aggregate(batch_id: int, dialect: str) -> sa.Select[Any]:
-    s = health_samples.c
-    m = s.metrics
-    temperature = m["temperature_c"].as_float()
-
-    def reader_sum(counter: str) -> sa.ColumnElement[Any]:
-        parts = [m[("card_reader", name, counter)].as_integer() for name in _READERS]
-        total: sa.ColumnElement[Any] = parts[0] + parts[1] + parts[2]
-        return total
-
-    hour = _hour(s.ts, dialect)
-    return (
-        sa.select(
-            s.terminal_id,
-            hour,
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(temperature), 0.0),
-            sa.func.count(temperature),
-            sa.func.max(temperature),
-            sa.func.min(m[("battery", "percent")].as_float()),
-            sa.func.min(m[("network", "rssi_dbm")].as_integer()),
-            _count_if(m[("network", "host_reachable")].as_boolean() == sa.false()),
-            _count_if(m[("printer", "status")].as_string().not_in(_PRINTER_WORKING)),
-            _count_if(m["tamper"].as_boolean() == sa.true()),
-            sa.func.max(reader_sum("reads")),
-            sa.func.max(reader_sum("errors")),
-            sa.func.max(m[("transactions", "declined")].as_integer()),
+    @classmethod
+    def of(cls, m: HealthMetrics) -> Vitals:
+        """The vitals of one report's metrics."""
+        reader, network, txn = m.card_reader, m.network, m.transactions
+        return cls(
+            m.temperature_c,
+            m.battery.percent if m.battery is not None else None,
+            network.rssi_dbm if network is not None else None,
+            network is not None and not network.host_reachable,
+            m.printer is not None and m.printer.status not in _PRINTER_WORKING,
+            m.tamper,
+            reader.chip.reads + reader.magstripe.reads + reader.contactless.reads
+            if reader is not None
+            else None,
+            reader.chip.errors + reader.magstripe.errors + reader.contactless.errors
+            if reader is not None
+            else None,
+            txn.declined if txn is not None else None,
         )
-        .where(s.batch_id == batch_id)
-        .group_by(s.terminal_id, hour)
-    )
 
 
-_READERS = ("chip", "magstripe", "contactless")
-_COLUMNS = (  # in the order _batch_aggregate selects them
-    "terminal_id",
-    "hour",
+@dataclass(slots=True)
+class _Hour:
+    """One terminal's hour, summed over a batch (the columns of ``health_rollups``)."""
+
+    samples: int = 0
+    temperature_sum: float = 0.0
+    temperature_count: int = 0
+    temperature_max: float | None = None
+    battery_min: float | None = None
+    rssi_min: int | None = None
+    host_unreachable: int = 0
+    printer_faults: int = 0
+    tamper: int = 0
+    reader_reads_max: int | None = None
+    reader_errors_max: int | None = None
+    declined_max: int | None = None
+
+    def add(self, v: Vitals) -> None:
+        self.samples += 1
+        if v.temperature is not None:
+            self.temperature_sum += v.temperature
+            self.temperature_count += 1
+            self.temperature_max = _larger(self.temperature_max, v.temperature)
+        self.battery_min = _smaller(self.battery_min, v.battery)
+        self.rssi_min = _smaller(self.rssi_min, v.rssi)
+        self.host_unreachable += v.host_unreachable
+        self.printer_faults += v.printer_fault
+        self.tamper += v.tamper
+        self.reader_reads_max = _larger(self.reader_reads_max, v.reader_reads)
+        self.reader_errors_max = _larger(self.reader_errors_max, v.reader_errors)
+        self.declined_max = _larger(self.declined_max, v.declined)
+
+
+_N = TypeVar("_N", int, float)
+
+
+def _larger(a: _N | None, b: _N | None) -> _N | None:
+    if a is None:
+        return b
+    return a if b is None or a >= b else b
+
+
+def _smaller(a: _N | None, b: _N | None) -> _N | None:
+    if a is None:
+        return b
+    return a if b is None or a <= b else b
+
+
+_SUMS = (
     "samples",
     "temperature_sum",
     "temperature_count",
-    "temperature_max",
-    "battery_min",
-    "rssi_min",
     "host_unreachable",
     "printer_faults",
     "tamper",
-    "reader_reads_max",
-    "reader_errors_max",
-    "declined_max",
+)
+_MINIMA = ("battery_min", "rssi_min")
+_MAXIMA = ("temperature_max", "reader_reads_max", "reader_errors_max", "declined_max")
+_COLUMNS = ("terminal_id", "hour", *_SUMS, *_MINIMA, *_MAXIMA)
+
+
+def _extreme(column: str, keep: str) -> str:
+    """SQL keeping the smaller (``<``) or larger (``>``) of a stored and a new nullable value."""
+    old, new = f"health_rollups.{column}", f"excluded.{column}"
+    return (
+        f"{column} = CASE WHEN {old} IS NULL THEN {new} WHEN {new} IS NULL THEN {old} "
+        f"WHEN {new} {keep} {old} THEN {new} ELSE {old} END"
+    )
+
+
+_ON_CONFLICT = " ON CONFLICT (terminal_id, hour) DO UPDATE SET " + ", ".join(
+    [f"{c} = health_rollups.{c} + excluded.{c}" for c in _SUMS]
+    + [_extreme(c, "<") for c in _MINIMA]
+    + [_extreme(c, ">") for c in _MAXIMA]
 )
 
 
-def _extreme(current: Any, new: Any, keep_larger: bool) -> Any:
-    """SQL for the larger (or smaller) of two nullable values, on SQLite and PostgreSQL."""
-    better = new > current if keep_larger else new < current
-    return sa.case(
-        (current.is_(None), new),
-        (new.is_(None), current),
-        (better, new),
-        else_=current,
-    )
+def hour_of(ts: datetime) -> datetime:
+    """The start of the UTC hour ``ts`` falls in (``ts`` being UTC, as contract times are)."""
+    return ts.replace(minute=0, second=0, microsecond=0)
 
 
-async def merge_batch_rollups(conn: AsyncConnection, batch_id: int) -> None:
-    """Add the samples stored under ``batch_id`` to the hourly rollups."""
-    stmt = insert_for(conn, health_rollups).from_select(
-        list(_COLUMNS), _batch_aggregate(batch_id, conn.dialect.name)
-    )
-    new, old = stmt.excluded, health_rollups.c
-    set_: dict[str, Any] = {name: old[name] + new[name] for name in _SUM_COLUMNS}
-    set_.update({name: _extreme(old[name], new[name], False) for name in _MIN_COLUMNS})
-    set_.update({name: _extreme(old[name], new[name], True) for name in _MAX_COLUMNS})
-    stmt = stmt.on_conflict_do_update(index_elements=["terminal_id", "hour"], set_=set_)
-    await conn.execute(stmt)
+async def merge_rollups(
+    conn: AsyncConnection, samples: Iterable[Sample], sql: DriverSql | None = None
+) -> None:
+    """Add newly stored ``samples`` to the hourly rollups, in the caller's transaction."""
+    hours: dict[tuple[str, datetime], _Hour] = {}
+    for sample in samples:
+        key = (sample.terminal_id, hour_of(sample.ts))
+        hour = hours.get(key)
+        if hour is None:
+            hour = hours[key] = _Hour()
+        hour.add(sample.vitals)
+    if not hours:
+        return
+    sql = sql or DriverSql(conn)
+    rows = [
+        (
+            terminal_id,
+            sql.timestamp(start),
+            h.samples,
+            h.temperature_sum,
+            h.temperature_count,
+            h.host_unreachable,
+            h.printer_faults,
+            h.tamper,
+            h.battery_min,
+            h.rssi_min,
+            h.temperature_max,
+            h.reader_reads_max,
+            h.reader_errors_max,
+            h.declined_max,
+        )
+        for (terminal_id, start), h in hours.items()
+    ]
+    width = len(_COLUMNS)
+    template = ", ".join(f"{{{i}}}" for i in range(width))
+    insert = f"INSERT INTO health_rollups ({', '.join(_COLUMNS)}) VALUES "
+    for first in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+        chunk = rows[first : first + MAX_ROWS_PER_STATEMENT]
+        params = tuple(value for row in chunk for value in row)
+        await conn.exec_driver_sql(
+            insert + sql.values_rows(len(chunk), template, width) + _ON_CONFLICT, params
+        )
 
 
 async def list_rollups(

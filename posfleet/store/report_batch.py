@@ -5,17 +5,26 @@ in id order so that two instances cannot deadlock) plus an insert of any not see
 before; one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per table, which
 tells which reports are new (the (terminal, seq) key makes redelivery harmless); one
 ``executemany`` UPDATE carrying each terminal's aggregated changes (sequence gaps and
-duplicates, last seen, heartbeat deadline, latest health); and one ``INSERT ... SELECT``
-that merges the batch's new samples into the hourly rollups inside the database.
+duplicates, last seen, heartbeat deadline, latest health); and one multi-row upsert
+of the hourly rollups the batch's new samples fall in.
 
 Health reports arrive as :class:`Sample` (a plain tuple that crosses a process
-boundary cheaply); the two statements that run per report are driver-level SQL (see
-:mod:`posfleet.store.driver_sql`).
+boundary cheaply); the statements that handle a row per report are driver-level SQL
+(see :mod:`posfleet.store.driver_sql`).
+
+On SQLite they are also written to step once per batch rather than once per row. The
+driver runs each statement on a thread of its own and needs the interpreter lock again
+after every row it steps (an ``executemany`` row, a ``RETURNING`` row, a result row);
+while the next batch is being validated on the main thread each of those waits for the
+lock, and the database work stops overlapping with validation. So on SQLite the
+terminals are read as one row of JSON, the reports already stored are found by one
+``SELECT`` (usually empty) under the write lock that ``BEGIN IMMEDIATE`` took, and the
+registry is updated by one ``UPDATE ... FROM (VALUES ...)``.
 """
 
 from __future__ import annotations
 
-import secrets
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
 from posfleet.store.driver_sql import MAX_ROWS_PER_STATEMENT, DriverSql
-from posfleet.store.health_rollups import merge_batch_rollups
+from posfleet.store.health_rollups import Vitals, merge_rollups
 from posfleet.store.schema import fault_events, terminals
 from posfleet.store.upsert import insert_for
 
@@ -60,6 +69,8 @@ class Sample(NamedTuple):
     interval_s: int
     metrics_json: str
     """The report's metrics as JSON text, ``None`` fields left out."""
+    vitals: Vitals
+    """What the report adds to its hourly rollup."""
 
     @classmethod
     def of(cls, terminal_id: str, report: HealthReport) -> Sample:
@@ -71,6 +82,7 @@ class Sample(NamedTuple):
             report.interval_s,
             # The serializer itself: model_dump_json adds a third on top for its checks.
             _METRICS_JSON.to_json(report.metrics, exclude_none=True).decode(),
+            Vitals.of(report.metrics),
         )
 
 
@@ -113,18 +125,18 @@ async def record_reports(
         for r in reports
     ]
     current = await _lock_terminals(conn, sorted({r.terminal_id for r in items}), now)
-    batch_id = secrets.randbits(62)
+    sql = DriverSql(conn)  # one per batch: it keeps the timestamps it formatted
     samples = [r for r in items if isinstance(r, Sample)]
     event_rows = [_event_row(r) for r in items if isinstance(r, Report)]
     fresh_keys: set[tuple[str, int]] = set()
     if samples:
-        fresh_keys |= await _insert_samples(conn, samples, batch_id)
+        fresh_keys |= await _insert_samples(conn, sql, samples)
     if event_rows:
         fresh_keys |= await _insert_new(conn, _event_insert(conn), _unique(event_rows))
 
     fresh: list[bool] = []
     changes: dict[str, _TerminalChange] = {tid: _TerminalChange() for tid in current}
-    any_new_sample = False
+    new_samples: list[Sample] = []
     for r in items:
         seq = r.seq if isinstance(r, Sample) else r.payload.seq
         key = (r.terminal_id, seq)
@@ -138,12 +150,11 @@ async def record_reports(
             continue
         change.fresh_seqs.append(seq)
         if isinstance(r, Sample):
-            any_new_sample = True
+            new_samples.append(r)
             if change.latest is None or r.seq > change.latest.seq:
                 change.latest = r
-    await _update_terminals(conn, current, changes, now)
-    if any_new_sample:
-        await merge_batch_rollups(conn, batch_id)
+    await _update_terminals(conn, sql, current, changes, now)
+    await merge_rollups(conn, new_samples, sql)
     return fresh
 
 
@@ -155,9 +166,20 @@ def _unique(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return list(seen.values())
 
 
+class _TerminalRow(NamedTuple):
+    """What a batch needs to know of a terminal before it updates the row."""
+
+    terminal_id: str
+    last_seq: int | None
+    seq_gaps: int
+    health_seq: int | None
+    online: bool
+    offline_reason: str | None
+
+
 async def _lock_terminals(
     conn: AsyncConnection, ids: list[str], now: datetime
-) -> dict[str, sa.Row[Any]]:
+) -> dict[str, _TerminalRow]:
     """The rows of ``ids``, created first where missing; locked on PostgreSQL."""
     current = await _read_terminals(conn, ids)
     missing = [i for i in ids if i not in current]
@@ -170,45 +192,72 @@ async def _lock_terminals(
     return current
 
 
-async def _read_terminals(conn: AsyncConnection, ids: list[str]) -> dict[str, sa.Row[Any]]:
-    t = terminals.c
-    query: sa.Select[Any] = sa.select(
-        t.terminal_id,
-        t.last_seq,
-        t.seq_gaps,
-        t.health_seq,
-        t.online,
-        t.offline_reason,
-        t.report_interval_s,
-    ).where(t.terminal_id.in_(ids))
-    if conn.dialect.name == "postgresql":
-        query = query.order_by(t.terminal_id).with_for_update()
-    return {row.terminal_id: row for row in (await conn.execute(query)).all()}
+_ROW_COLUMNS = "terminal_id, last_seq, seq_gaps, health_seq, online, offline_reason"
+
+
+async def _read_terminals(conn: AsyncConnection, ids: list[str]) -> dict[str, _TerminalRow]:
+    sql = DriverSql(conn)
+    rows: list[_TerminalRow] = []
+    for first in range(0, len(ids), MAX_ROWS_PER_STATEMENT):
+        chunk = ids[first : first + MAX_ROWS_PER_STATEMENT]
+        marks = sql.values_rows(len(chunk), "{0}", 1)[1:-1].replace("), (", ", ")
+        if sql.postgres:
+            result = await conn.exec_driver_sql(
+                f"SELECT {_ROW_COLUMNS} FROM terminals WHERE terminal_id IN ({marks}) "
+                "ORDER BY terminal_id FOR UPDATE",
+                tuple(chunk),
+            )
+            rows += (_TerminalRow._make(row) for row in result.all())
+        else:
+            # One row of JSON rather than one row per terminal (see the module's notes).
+            result = await conn.exec_driver_sql(
+                f"SELECT json_group_array(json_array({_ROW_COLUMNS})) FROM terminals "
+                f"WHERE terminal_id IN ({marks})",
+                tuple(chunk),
+            )
+            for tid, last_seq, gaps, health_seq, online, reason in json.loads(result.scalar_one()):
+                rows.append(_TerminalRow(tid, last_seq, gaps, health_seq, bool(online), reason))
+    return {row.terminal_id: row for row in rows}
 
 
 async def _insert_samples(
-    conn: AsyncConnection, samples: list[Sample], batch_id: int
+    conn: AsyncConnection, sql: DriverSql, samples: list[Sample]
 ) -> set[tuple[str, int]]:
     """Insert the samples not stored before; the keys of those inserted."""
-    sql = DriverSql(conn)
     # PostgreSQL refuses one INSERT that conflicts with itself; keep the first copy.
     unique = list({(s.terminal_id, s.seq): s for s in reversed(samples)}.values())
     unique.reverse()
-    template = "{0}, {1}, {2}, " + sql.as_json("{3}") + ", {4}"
+    template = "{0}, {1}, {2}, " + sql.as_json("{3}")
     fresh: set[tuple[str, int]] = set()
     for start in range(0, len(unique), MAX_ROWS_PER_STATEMENT):
         chunk = unique[start : start + MAX_ROWS_PER_STATEMENT]
         params: list[Any] = []
         for s in chunk:
-            params += (s.terminal_id, s.seq, sql.timestamp(s.ts), s.metrics_json, batch_id)
-        result = await conn.exec_driver_sql(
-            "INSERT INTO health_samples (terminal_id, seq, ts, metrics, batch_id) VALUES "
-            + sql.values_rows(len(chunk), template, 5)
-            + " ON CONFLICT (terminal_id, seq) DO NOTHING RETURNING terminal_id, seq",
-            tuple(params),
+            params += (s.terminal_id, s.seq, sql.timestamp(s.ts), s.metrics_json)
+        insert = (
+            "INSERT INTO health_samples (terminal_id, seq, ts, metrics) VALUES "
+            + sql.values_rows(len(chunk), template, 4)
+            + " ON CONFLICT (terminal_id, seq) DO NOTHING"
         )
-        keys: list[tuple[str, int]] = [tuple(row) for row in result.all()]
-        fresh.update(keys)
+        if sql.postgres:
+            result = await conn.exec_driver_sql(
+                insert + " RETURNING terminal_id, seq", tuple(params)
+            )
+            keys: list[tuple[str, int]] = [tuple(row) for row in result.all()]
+            fresh.update(keys)
+            continue
+        # SQLite: the write lock is ours since BEGIN IMMEDIATE, so what is not stored
+        # yet cannot be stored by anyone else before our INSERT.
+        wanted = [(s.terminal_id, s.seq) for s in chunk]
+        stored = await conn.exec_driver_sql(
+            "SELECT terminal_id, seq FROM health_samples WHERE (terminal_id, seq) IN (VALUES "
+            + sql.values_rows(len(chunk), "{0}, {1}", 2)
+            + ")",
+            tuple(value for key in wanted for value in key),
+        )
+        already: set[tuple[str, int]] = {tuple(row) for row in stored.all()}
+        await conn.exec_driver_sql(insert, tuple(params))
+        fresh.update(key for key in wanted if key not in already)
     return fresh
 
 
@@ -256,6 +305,23 @@ WHERE terminal_id = {p10}
 """
 
 
+_SQLITE_UPDATE_FROM = """
+UPDATE terminals SET
+    last_seq = v.column1,
+    seq_gaps = v.column2,
+    seq_duplicates = seq_duplicates + v.column3,
+    last_seen = CASE WHEN last_seen < v.column4 THEN v.column4 ELSE last_seen END,
+    report_interval_s = coalesce(v.column5, report_interval_s),
+    heartbeat_due_at = coalesce(v.column6, heartbeat_due_at),
+    health = coalesce(v.column7, health),
+    health_at = coalesce(v.column8, health_at),
+    health_seq = coalesce(v.column9, health_seq)
+FROM (VALUES {}) AS v
+WHERE terminals.terminal_id = v.column10
+"""
+_ROW_OF_TEN = ", ".join(f"{{{i}}}" for i in range(10))
+
+
 def _update_terminal_sql(sql: DriverSql) -> str:
     names = {f"p{n}": sql.param(n) for n in range(1, 11)}
     return _UPDATE_TERMINAL.format(j7=sql.json_param(7), **names)
@@ -263,11 +329,11 @@ def _update_terminal_sql(sql: DriverSql) -> str:
 
 async def _update_terminals(
     conn: AsyncConnection,
-    current: dict[str, sa.Row[Any]],
+    sql: DriverSql,
+    current: dict[str, _TerminalRow],
     changes: dict[str, _TerminalChange],
     now: datetime,
 ) -> None:
-    sql = DriverSql(conn)
     now_value = sql.timestamp(now)
     rows: list[tuple[Any, ...]] = []
     revived: list[str] = []
@@ -303,7 +369,15 @@ async def _update_terminals(
                 terminal_id,
             )
         )
-    await conn.exec_driver_sql(_update_terminal_sql(sql), rows)
+    if sql.postgres:
+        await conn.exec_driver_sql(_update_terminal_sql(sql), rows)
+    else:
+        for first in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+            chunk = rows[first : first + MAX_ROWS_PER_STATEMENT]
+            await conn.exec_driver_sql(
+                _SQLITE_UPDATE_FROM.format(sql.values_rows(len(chunk), _ROW_OF_TEN, 10)),
+                tuple(value for row in chunk for value in row),
+            )
     if revived:
         # Reports again after the sweeper gave it up for silent: online once more.
         await conn.execute(

@@ -89,12 +89,8 @@ health_samples = sa.Table(
     sa.Column("seq", sa.BigInteger(), primary_key=True),
     sa.Column("ts", UtcDateTime(), nullable=False),
     sa.Column("metrics", json_document(), nullable=False),
-    # Which ingest batch stored the row: the hourly rollups are merged in SQL from the
-    # rows of one batch, so no report is ever counted twice nor handled twice in Python.
-    sa.Column("batch_id", sa.BigInteger()),
-    sa.Index(None, "terminal_id", "ts"),
+    # For retention; a terminal's own samples are found by the key.
     sa.Index(None, "ts"),
-    sa.Index(None, "batch_id"),
 )
 
 fault_events = sa.Table(

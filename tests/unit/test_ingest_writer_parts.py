@@ -1,0 +1,93 @@
+"""The small parts behind the store writer process: frames, timestamps, retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.exc import OperationalError
+
+from posfleet.broker_bridge.ingest_batch import RawMessage, StoredMessages, is_transient
+from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
+from posfleet.contract import Channel, HealthMetrics, HealthReport, encode, topic
+from posfleet.store.driver_sql import sqlite_timestamp
+
+_SQLALCHEMY_SQLITE_DATETIME = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1971, 1, 1),
+        max_value=datetime(2200, 1, 1),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=5, minutes=30)), timezone.min]),
+    )
+)
+def test_driver_timestamps_are_stored_exactly_as_sqlalchemy_stores_them(value: datetime) -> None:
+    # UtcDateTime hands SQLite's DATETIME the naive UTC time; ours must be the same text.
+    naive_utc = value.astimezone(UTC).replace(tzinfo=None)
+    assert _SQLALCHEMY_SQLITE_DATETIME is not None
+    assert sqlite_timestamp(value) == _SQLALCHEMY_SQLITE_DATETIME(naive_utc)
+
+
+def test_a_naive_timestamp_is_refused() -> None:
+    with pytest.raises(ValueError, match="UTC offset"):
+        sqlite_timestamp(datetime(2026, 3, 2, 9, 30))
+
+
+def _feed(data: bytes) -> asyncio.StreamReader:
+    reader = asyncio.StreamReader()
+    reader.feed_data(data)
+    reader.feed_eof()
+    return reader
+
+
+async def test_frames_round_trip_and_end_cleanly() -> None:
+    reader = _feed(encode_frame(("store", 1, [("pos/v1/T-1/health", b"{}")])) + encode_frame(None))
+
+    assert await read_frame(reader) == ("store", 1, [("pos/v1/T-1/health", b"{}")])
+    assert await read_frame(reader) is None  # a None message, then the end of the stream
+    assert await read_frame(reader) is None
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"\x00\x00", "inside a frame header"),
+        (encode_frame("x" * 100)[:20], "inside a frame"),
+        (b"\xff\xff\xff\xff", "corrupt"),
+    ],
+)
+async def test_a_broken_stream_is_a_frame_error(data: bytes, reason: str) -> None:
+    with pytest.raises(FrameError, match=reason):
+        await read_frame(_feed(data))
+
+
+def _sqlite_error(message: str) -> OperationalError:
+    return OperationalError("UPDATE terminals ...", {}, sqlite3.OperationalError(message))
+
+
+def test_a_locked_sqlite_file_is_retried_but_a_bad_statement_is_not() -> None:
+    assert is_transient(_sqlite_error("database is locked"))
+    assert is_transient(_sqlite_error("disk I/O error"))
+    # The same exception class, and a bug: retrying it forever would stall ingest.
+    assert not is_transient(_sqlite_error('near "{": syntax error'))
+    assert not is_transient(_sqlite_error("no such column: batch_id"))
+
+
+def test_stored_messages_are_validated_only_when_read() -> None:
+    report = HealthReport(
+        seq=4, ts=datetime(2026, 3, 2, tzinfo=UTC), interval_s=60, metrics=HealthMetrics()
+    )
+    good = RawMessage(topic("T-1", Channel.HEALTH), encode(report))
+    unread = RawMessage(topic("T-1", Channel.HEALTH), b"never validated here")
+    messages = StoredMessages([good, unread])
+
+    assert len(messages) == 2
+    assert messages[0].payload == report
+    assert messages[0] is messages[0]
+    assert [m.payload for m in messages[:1]] == [report]
