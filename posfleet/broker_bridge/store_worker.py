@@ -18,11 +18,13 @@ decides when the writer has finished.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 import traceback
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +45,7 @@ from posfleet.broker_bridge.worker_frames import (
 )
 from posfleet.contract import utcnow
 from posfleet.store.engine import create_engine, write_transaction
+from posfleet.store.wal_checkpoints import WalCheckpointer
 
 log = logging.getLogger("posfleet.store_writer")
 
@@ -72,11 +75,26 @@ async def serve(frames_fd: int) -> None:
         format="%(asctime)s %(levelname)s [store-writer %(process)d] %(name)s: %(message)s",
     )
     try:
-        engine = create_engine(config.database_url)
+        engine = create_engine(config.database_url, sqlite_auto_checkpoint=False)
     except Exception as exc:
         write_frame_fd(frames_fd, ("failed", f"{type(exc).__name__}: {exc}"))
         return
-    write_frame_fd(frames_fd, ("ready",))
+    with _checkpoints(engine):
+        write_frame_fd(frames_fd, ("ready",))
+        await _serve_batches(reader, frames_fd, engine, config)
+
+
+def _checkpoints(engine: AsyncEngine) -> contextlib.AbstractContextManager[object]:
+    """A WAL checkpointer for a SQLite file (commits here never checkpoint themselves)."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database:
+        return contextlib.nullcontext()
+    return WalCheckpointer(Path(database))
+
+
+async def _serve_batches(
+    reader: asyncio.StreamReader, frames_fd: int, engine: AsyncEngine, config: WriterConfig
+) -> None:
     # Validating the next batch overlaps with the database work of this one.
     requests: asyncio.Queue[tuple[int, DecodedBatch] | None] = asyncio.Queue(maxsize=1)
 

@@ -24,15 +24,18 @@ def default_database_url(var_dir: Path) -> str:
     return f"sqlite+aiosqlite:///{(var_dir / 'posfleet.db').resolve()}"
 
 
-def create_engine(url: str, **kwargs: Any) -> AsyncEngine:
+def create_engine(url: str, *, sqlite_auto_checkpoint: bool = True, **kwargs: Any) -> AsyncEngine:
     """An engine for ``url`` (``sqlite+aiosqlite://...`` or ``postgresql+asyncpg://...``).
 
     SQLite connections run in WAL mode (readers never block the ingest writer), with
     foreign keys enforced and a busy timeout instead of immediate ``database is locked``.
+    With ``sqlite_auto_checkpoint=False`` a commit never checkpoints the WAL (nor waits
+    for the disk's fsync that a checkpoint ends with): run a
+    :class:`~posfleet.store.wal_checkpoints.WalCheckpointer` beside such an engine.
     """
     if url.startswith("sqlite"):
         engine = create_async_engine(url, **kwargs)
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, SQLITE_CHECKPOINT_PAGES if sqlite_auto_checkpoint else 0)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
@@ -49,7 +52,7 @@ SQLITE_CHECKPOINT_PAGES = 10_000
 """WAL pages between automatic checkpoints (SQLite's default is 1,000)."""
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, checkpoint_pages: int) -> None:
     sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "connect")
@@ -73,7 +76,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             # Checkpoint the WAL every ~40 MB rather than 4 MB: the ingest rewrites the
             # same registry and rollup pages in every batch, and each checkpoint copies
             # a page once however often it changed since the last one.
-            cursor.execute(f"PRAGMA wal_autocheckpoint={SQLITE_CHECKPOINT_PAGES}")
+            cursor.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
         finally:
             cursor.close()
 

@@ -7,7 +7,7 @@ same batch are stored.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -18,30 +18,11 @@ from posfleet.contract import (
     Channel,
     CommandResult,
     CommandStatus,
-    HealthMetrics,
-    HealthReport,
     Message,
-    State,
     encode,
-    topic,
 )
 from posfleet.store import get_terminal, list_dead_letters
-
-T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-def raw(terminal_id: str, channel: Channel, payload: bytes) -> RawMessage:
-    return RawMessage(topic(terminal_id, channel), payload)
-
-
-def state_msg(terminal_id: str) -> RawMessage:
-    payload = encode(State(online=True, agent_version="1.4.0", boot_id="b1", ts=T0))
-    return raw(terminal_id, Channel.STATE, payload)
-
-
-def health_msg(terminal_id: str, seq: int) -> RawMessage:
-    report = HealthReport(seq=seq, ts=T0, interval_s=60, metrics=HealthMetrics(temperature_c=41))
-    return raw(terminal_id, Channel.HEALTH, encode(report))
+from tests.harness.raw_messages import T0, health_msg, raw, state_msg
 
 
 def oversize_health() -> bytes:

@@ -11,7 +11,6 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Sequence
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
@@ -23,39 +22,23 @@ from posfleet.contract import (
     Channel,
     CommandResult,
     CommandStatus,
-    HealthMetrics,
     HealthReport,
     Message,
-    State,
     encode,
     topic,
 )
 from posfleet.store import get_terminal, list_dead_letters
 from posfleet.store.schema import health_rollups, health_samples
 from tests.harness import async_wait_for
-
-T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
-
-
-def health(terminal_id: str, seq: int, temperature: float = 40.0) -> RawMessage:
-    report = HealthReport(
-        seq=seq, ts=T0, interval_s=60, metrics=HealthMetrics(temperature_c=temperature)
-    )
-    return RawMessage(topic(terminal_id, Channel.HEALTH), encode(report))
-
-
-def state(terminal_id: str) -> RawMessage:
-    payload = encode(State(online=True, agent_version="1.4.0", boot_id="b1", ts=T0))
-    return RawMessage(topic(terminal_id, Channel.STATE), payload)
-
+from tests.harness.raw_messages import T0, health_msg, state_msg
 
 MIXED_BATCH = [
-    state("T-1"),
-    health("T-1", 1),
+    state_msg("T-1"),
+    health_msg("T-1", 1),
     RawMessage("pos/v1/T-1/health", b'{"seq": "one"}'),
-    health("T-1", 2, temperature=44.0),
-    health("T-1", 2),  # the same report twice in one batch
-    health("T-2", 7),
+    health_msg("T-1", 2, temperature=44.0),
+    health_msg("T-1", 2),  # the same report twice in one batch
+    health_msg("T-2", 7),
     # Command results have no store of their own yet: acknowledged and counted as ignored.
     RawMessage(
         topic("T-2", Channel.CMD_RESULT),
@@ -133,7 +116,7 @@ async def test_both_writers_store_a_mixed_batch_the_same_way(
     registry, samples, rollups, letters = await snapshot(sqlite_engine)
     assert registry == (True, 2, 1, 2)
     assert samples == [("T-1", 1), ("T-1", 2), ("T-2", 7)]
-    assert rollups == [("T-1", 2, 44.0), ("T-2", 1, 40.0)]
+    assert rollups == [("T-1", 2, 44.0), ("T-2", 1, 41.0)]
     assert letters == [("pos/v1/T-1/health", 1)]
 
 
@@ -144,7 +127,7 @@ async def test_a_killed_writer_is_started_again_and_its_batch_stored_once(
     # Stopped, the writer cannot have stored the batch before it dies.
     os.kill(first, signal.SIGSTOP)
     pending = asyncio.create_task(
-        writer_process.process_batch([health("T-1", 1), health("T-1", 2)])
+        writer_process.process_batch([health_msg("T-1", 1), health_msg("T-1", 2)])
     )
     writer = writer_process._writer
     assert isinstance(writer, ProcessWriter)
@@ -157,12 +140,12 @@ async def test_a_killed_writer_is_started_again_and_its_batch_stored_once(
     assert writer_process.writer_restarts == 1
     assert writer_process.stats.store_retries == 1
     assert writer_pid(writer_process) != first
-    again = await writer_process.process_batch([health("T-1", 2), health("T-1", 3)])
+    again = await writer_process.process_batch([health_msg("T-1", 2), health_msg("T-1", 3)])
     assert again is not None
     assert (len(again.stored), again.duplicates) == (1, 1)
     _, samples, rollups, _ = await snapshot(sqlite_engine)
     assert samples == [("T-1", 1), ("T-1", 2), ("T-1", 3)]
-    assert rollups == [("T-1", 3, 40.0)]
+    assert rollups == [("T-1", 3, 41.0)]
 
 
 async def test_the_writer_stops_when_the_ingest_closes_it(writer_process: Ingest) -> None:

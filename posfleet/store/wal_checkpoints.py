@@ -1,0 +1,75 @@
+"""Checkpointing a SQLite write-ahead log from a thread of its own.
+
+In WAL mode a commit appends pages to the log; a checkpoint copies them back into the
+database file and ends with an fsync. By default the commit that crosses the size limit
+runs the checkpoint itself, so the ingest's writer would stop for the disk every few
+batches. The store writer process turns that off for its connections and runs this
+instead: a thread with its own connection that checkpoints every second. A ``PASSIVE``
+checkpoint waits for no one, and SQLite releases the interpreter lock while it copies
+and syncs, so the writer carries on meanwhile. Durability is unchanged: with
+``synchronous=NORMAL`` a commit is never synced by itself, only checkpoints are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from posfleet.store.engine import SQLITE_BUSY_TIMEOUT_MS
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_INTERVAL_S = 1.0
+"""How often the log is copied back into the database file."""
+
+
+class WalCheckpointer:
+    """Checkpoints ``path``'s WAL every :data:`CHECKPOINT_INTERVAL_S` until stopped.
+
+    A context manager: the last checkpoint runs on leaving the block.
+    """
+
+    def __init__(self, path: Path, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+        self.path = path
+        self.interval_s = interval_s
+        self.checkpoints = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        db = sqlite3.connect(self.path, timeout=SQLITE_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            db.execute("PRAGMA synchronous=NORMAL")
+            while not self._stop.wait(self.interval_s):
+                self._checkpoint(db)
+            self._checkpoint(db)
+        finally:
+            db.close()
+
+    def _checkpoint(self, db: sqlite3.Connection) -> None:
+        try:
+            db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        # A failed checkpoint loses nothing (the pages stay in the log): try next time.
+        except sqlite3.Error as exc:
+            self.failures += 1
+            log.warning("checkpoint of %s failed: %s", self.path, exc)
+        else:
+            self.checkpoints += 1
