@@ -249,10 +249,12 @@ async def _insert_samples(
         # SQLite: the write lock is ours since BEGIN IMMEDIATE, so what is not stored
         # yet cannot be stored by anyone else before our INSERT.
         wanted = [(s.terminal_id, s.seq) for s in chunk]
+        # A join, not "(terminal_id, seq) IN (VALUES ...)": SQLite scans the whole
+        # table for the latter, and finds each key in the primary key for this.
         stored = await conn.exec_driver_sql(
-            "SELECT terminal_id, seq FROM health_samples WHERE (terminal_id, seq) IN (VALUES "
+            "SELECT s.terminal_id, s.seq FROM (VALUES "
             + sql.values_rows(len(chunk), "{0}, {1}", 2)
-            + ")",
+            + ") AS v JOIN health_samples AS s ON s.terminal_id = v.column1 AND s.seq = v.column2",
             tuple(value for key in wanted for value in key),
         )
         already: set[tuple[str, int]] = {tuple(row) for row in stored.all()}
