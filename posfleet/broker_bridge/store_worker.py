@@ -45,7 +45,7 @@ from posfleet.broker_bridge.worker_frames import (
 )
 from posfleet.contract import utcnow
 from posfleet.store.engine import create_engine, write_transaction
-from posfleet.store.wal_checkpoints import WalCheckpointer
+from posfleet.store.wal_checkpoints import WalCheckpointer, truncate_log
 
 log = logging.getLogger("posfleet.store_writer")
 
@@ -79,12 +79,12 @@ async def serve(frames_fd: int) -> None:
     except Exception as exc:
         write_frame_fd(frames_fd, ("failed", f"{type(exc).__name__}: {exc}"))
         return
-    with _checkpoints(engine):
+    with _checkpoints(engine) as checkpoints:
         write_frame_fd(frames_fd, ("ready",))
-        await _serve_batches(reader, frames_fd, engine, config)
+        await _serve_batches(reader, frames_fd, engine, config, checkpoints)
 
 
-def _checkpoints(engine: AsyncEngine) -> contextlib.AbstractContextManager[object]:
+def _checkpoints(engine: AsyncEngine) -> contextlib.AbstractContextManager[WalCheckpointer | None]:
     """A WAL checkpointer for a SQLite file (commits here never checkpoint themselves)."""
     database = engine.url.database
     if engine.dialect.name != "sqlite" or not database:
@@ -93,7 +93,11 @@ def _checkpoints(engine: AsyncEngine) -> contextlib.AbstractContextManager[objec
 
 
 async def _serve_batches(
-    reader: asyncio.StreamReader, frames_fd: int, engine: AsyncEngine, config: WriterConfig
+    reader: asyncio.StreamReader,
+    frames_fd: int,
+    engine: AsyncEngine,
+    config: WriterConfig,
+    checkpoints: WalCheckpointer | None,
 ) -> None:
     # Validating the next batch overlaps with the database work of this one.
     requests: asyncio.Queue[tuple[int, DecodedBatch] | None] = asyncio.Queue(maxsize=1)
@@ -115,6 +119,8 @@ async def _serve_batches(
             while (item := await requests.get()) is not None:
                 request_id, request = item
                 write_frame_fd(frames_fd, await _store(engine, request_id, request, config))
+                if checkpoints is not None and checkpoints.log_is_large():
+                    await truncate_log(engine)
     finally:
         await engine.dispose()
 

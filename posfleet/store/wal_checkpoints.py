@@ -8,6 +8,14 @@ instead: a thread with its own connection that checkpoints every second. A ``PAS
 checkpoint waits for no one, and SQLite releases the interpreter lock while it copies
 and syncs, so the writer carries on meanwhile. Durability is unchanged: with
 ``synchronous=NORMAL`` a commit is never synced by itself, only checkpoints are.
+
+A passive checkpoint never lets the log start over while the writer keeps appending to
+it, so the log would grow without end (311 MB for an 86 MB database in one test); and a
+thread that asks for the write lock to empty it loses the race to a writer that takes
+the lock again at once. So the writer itself asks :meth:`WalCheckpointer.log_is_large`
+between its transactions and, once the log passes :data:`WAL_RESTART_BYTES`, empties it
+with :func:`truncate_log` (what is left to copy is little: the thread has copied the
+rest).
 """
 
 from __future__ import annotations
@@ -19,12 +27,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from sqlalchemy.ext.asyncio import AsyncEngine
+
 from posfleet.store.engine import SQLITE_BUSY_TIMEOUT_MS
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_INTERVAL_S = 1.0
 """How often the log is copied back into the database file."""
+
+WAL_RESTART_BYTES = 64 * 1024 * 1024
+"""Log size past which a checkpoint makes the log start over (see the module's notes)."""
 
 
 class WalCheckpointer:
@@ -33,11 +46,18 @@ class WalCheckpointer:
     A context manager: the last checkpoint runs on leaving the block.
     """
 
-    def __init__(self, path: Path, interval_s: float = CHECKPOINT_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        path: Path,
+        interval_s: float = CHECKPOINT_INTERVAL_S,
+        restart_bytes: int = WAL_RESTART_BYTES,
+    ) -> None:
         self.path = path
         self.interval_s = interval_s
+        self.restart_bytes = restart_bytes
         self.checkpoints = 0
         self.failures = 0
+        self._wal = path.with_name(path.name + "-wal")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="wal-checkpoints", daemon=True)
 
@@ -73,3 +93,23 @@ class WalCheckpointer:
             log.warning("checkpoint of %s failed: %s", self.path, exc)
         else:
             self.checkpoints += 1
+
+    def log_is_large(self) -> bool:
+        """True once the log has grown past ``restart_bytes``: time for :func:`truncate_log`."""
+        try:
+            return self._wal.stat().st_size > self.restart_bytes
+        except FileNotFoundError:
+            return False
+
+
+async def truncate_log(engine: AsyncEngine) -> bool:
+    """Copy what is left of the log into the database and empty it; False if busy.
+
+    Run it from the writer, outside a transaction. Readers still using the log make it
+    wait (up to the busy timeout) and then give up, to be tried again later.
+    """
+    async with engine.connect() as conn:
+        result = await conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        row = result.one()
+        await conn.rollback()
+    return not row[0]

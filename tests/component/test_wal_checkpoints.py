@@ -11,7 +11,7 @@ from posfleet.broker_bridge import store_batch
 from posfleet.contract import utcnow
 from posfleet.store import create_engine, upgrade_engine
 from posfleet.store.engine import write_transaction
-from posfleet.store.wal_checkpoints import WalCheckpointer
+from posfleet.store.wal_checkpoints import WalCheckpointer, truncate_log
 from tests.harness import async_wait_for
 from tests.harness.raw_messages import health_msg
 
@@ -46,5 +46,21 @@ async def test_commits_stay_in_the_log_until_the_checkpointer_copies_them(tmp_pa
         assert rows_in_main_file(path) == 80
         assert checkpointer.checkpoints >= 2
         assert checkpointer.failures == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_a_large_log_is_emptied_by_the_writer(tmp_path: Path) -> None:
+    path = tmp_path / "posfleet.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", sqlite_auto_checkpoint=False)
+    try:
+        await upgrade_engine(engine)
+        with WalCheckpointer(path, interval_s=3600, restart_bytes=64 * 1024) as checkpointer:
+            await store_reports(engine, 200)
+            assert checkpointer.log_is_large()
+            assert await truncate_log(engine)
+            assert not checkpointer.log_is_large()
+        assert path.with_name("posfleet.db-wal").stat().st_size == 0
+        assert rows_in_main_file(path) == 200
     finally:
         await engine.dispose()
