@@ -252,6 +252,8 @@ class Ingest:
                     raise
                 self.stats.store_retries += 1
                 log.warning("storing a batch of %d failed, retrying: %s", len(batch), exc)
+            finally:
+                self.stats.writer_restarts = self._writer.restarts
             if self._stopping.is_set():
                 return None
             try:

@@ -67,6 +67,8 @@ class IngestStats:
     queue_depth: int = 0
     store_retries: int = 0
     hook_errors: int = 0
+    writer_restarts: int = 0
+    """Times the store writer process had to be started again after it died."""
     connects: int = 0
     batch_latency: Histogram = field(default_factory=Histogram)
     """Seconds from taking a batch off the queue to its commit and acknowledgement."""

@@ -45,6 +45,11 @@ _INGEST_COUNTERS = (
     ("ignored_total", "Messages on channels that nothing stores yet.", "ignored"),
     ("store_retries_total", "Batches retried after a transient database error.", "store_retries"),
     ("hook_errors_total", "Failures of the on_stored hook (diagnostics).", "hook_errors"),
+    (
+        "writer_restarts_total",
+        "Times the store writer process was started again after it died.",
+        "writer_restarts",
+    ),
 )
 # (metric name after posfleet_sink_, type, help, SinkStats attribute)
 _SINK_FAMILIES = (
