@@ -213,10 +213,7 @@ StoreItem = Sample | Message
 
 @dataclass(slots=True)
 class StoreRequest:
-    """What storing a validated batch needs, and nothing else: cheap to pickle.
-
-    The ingest validates in its own process and sends this to the store writer.
-    """
+    """What storing a validated batch needs: health reports as samples, the rest whole."""
 
     items: list[StoreItem] = field(default_factory=list)
     wire: list[tuple[str, bytes]] = field(default_factory=list)

@@ -8,8 +8,8 @@ tells which reports are new (the (terminal, seq) key makes redelivery harmless);
 duplicates, last seen, heartbeat deadline, latest health); and one multi-row upsert
 of the hourly rollups the batch's new samples fall in.
 
-Health reports arrive as :class:`Sample` (a plain tuple that crosses a process
-boundary cheaply); the statements that handle a row per report are driver-level SQL
+Health reports are reduced to a :class:`Sample` (a plain tuple of what is stored) before
+the statements run; the statements that handle a row per report are driver-level SQL
 (see :mod:`posfleet.store.driver_sql`).
 
 On SQLite they are also written to step once per batch rather than once per row. The
@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
@@ -59,8 +58,8 @@ class Report:
 class Sample(NamedTuple):
     """A validated health report, reduced to what storing it needs.
 
-    A tuple of plain values so that a batch of them pickles in microseconds: the ingest
-    validates in one process and stores in another.
+    Plain values taken once from the model (the metrics already serialised, the
+    rollup's vitals already picked out), from which the statements' tuples are built.
     """
 
     terminal_id: str
@@ -99,17 +98,6 @@ class _TerminalChange:
     fresh_seqs: list[int] = field(default_factory=list)
     duplicates: int = 0
     latest: Sample | None = None
-
-
-def json_param(conn: AsyncConnection, name: str) -> sa.ColumnElement[Any]:
-    """A bind parameter taking JSON that is already serialised (pydantic's fast path).
-
-    Skips the JSON type's own ``json.dumps`` of a dict, the costliest step of a report.
-    """
-    param = sa.bindparam(name, type_=sa.Text())
-    if conn.dialect.name == "postgresql":
-        return sa.cast(param, postgresql.JSONB())
-    return param
 
 
 async def record_reports(
