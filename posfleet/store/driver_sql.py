@@ -14,14 +14,35 @@ column's storage form: :meth:`DriverSql.timestamp` gives the one for ``UtcDateTi
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.store.upsert import UnsupportedDatabaseError
 
-MAX_ROWS_PER_STATEMENT = 1000
+MAX_ROWS_PER_STATEMENT = 512
 """Rows per multi-row ``VALUES``: well inside both backends' limit of bound parameters."""
+
+
+_T = TypeVar("_T")
+
+
+def chunks(rows: Sequence[_T]) -> Iterator[Sequence[_T]]:
+    """``rows`` in pieces of 512, 256, 128 ... rows.
+
+    A statement's text depends on its row count, and the driver keeps a prepared
+    statement per text: with sizes from a short list, every batch reuses them instead of
+    parsing a statement of thousands of parameters anew.
+    """
+    first = 0
+    size = MAX_ROWS_PER_STATEMENT
+    while first < len(rows):
+        while size > len(rows) - first:
+            size //= 2
+        yield rows[first : first + size]
+        first += size
 
 
 class DriverSql:

@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import HealthMetrics, PrinterStatus
-from posfleet.store.driver_sql import MAX_ROWS_PER_STATEMENT, DriverSql
+from posfleet.store.driver_sql import DriverSql, chunks
 from posfleet.store.schema import health_rollups
 
 if TYPE_CHECKING:
@@ -202,8 +202,7 @@ async def merge_rollups(
     width = len(_COLUMNS)
     template = ", ".join(f"{{{i}}}" for i in range(width))
     insert = f"INSERT INTO health_rollups ({', '.join(_COLUMNS)}) VALUES "
-    for first in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-        chunk = rows[first : first + MAX_ROWS_PER_STATEMENT]
+    for chunk in chunks(rows):
         params = tuple(value for row in chunk for value in row)
         await conn.exec_driver_sql(
             insert + sql.values_rows(len(chunk), template, width) + _ON_CONFLICT, params

@@ -34,7 +34,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
-from posfleet.store.driver_sql import MAX_ROWS_PER_STATEMENT, DriverSql
+from posfleet.store.driver_sql import DriverSql, chunks
 from posfleet.store.health_rollups import Vitals, merge_rollups
 from posfleet.store.schema import fault_events, terminals
 from posfleet.store.upsert import insert_for
@@ -186,8 +186,7 @@ _ROW_COLUMNS = "terminal_id, last_seq, seq_gaps, health_seq, online, offline_rea
 async def _read_terminals(conn: AsyncConnection, ids: list[str]) -> dict[str, _TerminalRow]:
     sql = DriverSql(conn)
     rows: list[_TerminalRow] = []
-    for first in range(0, len(ids), MAX_ROWS_PER_STATEMENT):
-        chunk = ids[first : first + MAX_ROWS_PER_STATEMENT]
+    for chunk in chunks(ids):
         marks = sql.values_rows(len(chunk), "{0}", 1)[1:-1].replace("), (", ", ")
         if sql.postgres:
             result = await conn.exec_driver_sql(
@@ -217,8 +216,7 @@ async def _insert_samples(
     unique.reverse()
     template = "{0}, {1}, {2}, " + sql.as_json("{3}")
     fresh: set[tuple[str, int]] = set()
-    for start in range(0, len(unique), MAX_ROWS_PER_STATEMENT):
-        chunk = unique[start : start + MAX_ROWS_PER_STATEMENT]
+    for chunk in chunks(unique):
         params: list[Any] = []
         for s in chunk:
             params += (s.terminal_id, s.seq, sql.timestamp(s.ts), s.metrics_json)
@@ -362,8 +360,7 @@ async def _update_terminals(
     if sql.postgres:
         await conn.exec_driver_sql(_update_terminal_sql(sql), rows)
     else:
-        for first in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-            chunk = rows[first : first + MAX_ROWS_PER_STATEMENT]
+        for chunk in chunks(rows):
             await conn.exec_driver_sql(
                 _SQLITE_UPDATE_FROM.format(sql.values_rows(len(chunk), _ROW_OF_TEN, 10)),
                 tuple(value for row in chunk for value in row),
