@@ -22,27 +22,27 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.store.upsert import UnsupportedDatabaseError
 
-MAX_ROWS_PER_STATEMENT = 512
+MAX_ROWS_PER_STATEMENT = 1000
 """Rows per multi-row ``VALUES``: well inside both backends' limit of bound parameters."""
 
+_CHUNK_SIZES = (MAX_ROWS_PER_STATEMENT, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1)
 
 _T = TypeVar("_T")
 
 
 def chunks(rows: Sequence[_T]) -> Iterator[Sequence[_T]]:
-    """``rows`` in pieces of 512, 256, 128 ... rows.
+    """``rows`` in pieces of 1000, 512, 256, 128 ... rows, largest first.
 
     A statement's text depends on its row count, and the driver keeps a prepared
     statement per text: with sizes from a short list, every batch reuses them instead of
-    parsing a statement of thousands of parameters anew.
+    parsing a statement of thousands of parameters anew. A full batch of the default
+    size is one statement.
     """
     first = 0
-    size = MAX_ROWS_PER_STATEMENT
-    while first < len(rows):
-        while size > len(rows) - first:
-            size //= 2
-        yield rows[first : first + size]
-        first += size
+    for size in _CHUNK_SIZES:
+        while len(rows) - first >= size:
+            yield rows[first : first + size]
+            first += size
 
 
 class DriverSql:

@@ -15,7 +15,7 @@ from sqlalchemy.exc import OperationalError
 from posfleet.broker_bridge.ingest_batch import RawMessage, StoredMessages, is_transient
 from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
 from posfleet.contract import Channel, HealthMetrics, HealthReport, encode, topic
-from posfleet.store.driver_sql import sqlite_timestamp
+from posfleet.store.driver_sql import chunks, sqlite_timestamp
 
 _SQLALCHEMY_SQLITE_DATETIME = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
 
@@ -91,3 +91,13 @@ def test_stored_messages_are_validated_only_when_read() -> None:
     assert messages[0].payload == report
     assert messages[0] is messages[0]
     assert [m.payload for m in messages[:1]] == [report]
+
+
+@given(st.integers(min_value=0, max_value=5000))
+def test_statements_come_in_few_sizes_and_cover_every_row(count: int) -> None:
+    rows = list(range(count))
+    pieces = list(chunks(rows))
+
+    assert [row for piece in pieces for row in piece] == rows
+    # Sizes from a short fixed list, so the prepared statements are reused batch to batch.
+    assert {len(piece) for piece in pieces} <= {1000, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
