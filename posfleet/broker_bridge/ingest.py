@@ -181,11 +181,6 @@ class Ingest:
 
     # -- the asyncio side --------------------------------------------------------------
 
-    @property
-    def writer_restarts(self) -> int:
-        """How many times the store writer process had to be started again."""
-        return self._writer.restarts
-
     async def _consume(self) -> None:
         # Two batches in flight: while one is acknowledged and handed to the hook, the
         # writer already validates and stores the next. Batches finish in order.

@@ -278,41 +278,39 @@ async def _insert_new(
     return {(tid, seq) for tid, seq in result.all()}
 
 
-_UPDATE_TERMINAL = """
-UPDATE terminals SET
-    last_seq = {p1},
-    seq_gaps = {p2},
-    seq_duplicates = seq_duplicates + {p3},
-    last_seen = CASE WHEN last_seen < {p4} THEN {p4} ELSE last_seen END,
-    report_interval_s = coalesce({p5}, report_interval_s),
-    heartbeat_due_at = coalesce({p6}, heartbeat_due_at),
-    health = coalesce({j7}, health),
-    health_at = coalesce({p8}, health_at),
-    health_seq = coalesce({p9}, health_seq)
-WHERE terminal_id = {p10}
+_TERMINAL_CHANGES = """
+    last_seq = {1},
+    seq_gaps = {2},
+    seq_duplicates = seq_duplicates + {3},
+    last_seen = CASE WHEN last_seen < {4} THEN {4} ELSE last_seen END,
+    report_interval_s = coalesce({5}, report_interval_s),
+    heartbeat_due_at = coalesce({6}, heartbeat_due_at),
+    health = coalesce({7}, health),
+    health_at = coalesce({8}, health_at),
+    health_seq = coalesce({9}, health_seq)
 """
+"""The row change per terminal; ``{n}`` is the n-th value of the row (the 10th its id)."""
 
-
-_SQLITE_UPDATE_FROM = """
-UPDATE terminals SET
-    last_seq = v.column1,
-    seq_gaps = v.column2,
-    seq_duplicates = seq_duplicates + v.column3,
-    last_seen = CASE WHEN last_seen < v.column4 THEN v.column4 ELSE last_seen END,
-    report_interval_s = coalesce(v.column5, report_interval_s),
-    heartbeat_due_at = coalesce(v.column6, heartbeat_due_at),
-    health = coalesce(v.column7, health),
-    health_at = coalesce(v.column8, health_at),
-    health_seq = coalesce(v.column9, health_seq)
-FROM (VALUES {}) AS v
-WHERE terminals.terminal_id = v.column10
-"""
 _ROW_OF_TEN = ", ".join(f"{{{i}}}" for i in range(10))
 
 
 def _update_terminal_sql(sql: DriverSql) -> str:
-    names = {f"p{n}": sql.param(n) for n in range(1, 11)}
-    return _UPDATE_TERMINAL.format(j7=sql.json_param(7), **names)
+    """One terminal per execution (``executemany``): PostgreSQL."""
+    values = ["", *(sql.param(n) for n in range(1, 11))]
+    values[7] = sql.json_param(7)
+    return (
+        f"UPDATE terminals SET {_TERMINAL_CHANGES.format(*values)} WHERE terminal_id = {values[10]}"
+    )
+
+
+def _sqlite_update_from(sql: DriverSql, rows: int) -> str:
+    """All terminals of a chunk in one statement (see the module's notes): SQLite."""
+    values = ["", *(f"v.column{n}" for n in range(1, 11))]
+    return (
+        f"UPDATE terminals SET {_TERMINAL_CHANGES.format(*values)} "
+        f"FROM (VALUES {sql.values_rows(rows, _ROW_OF_TEN, 10)}) AS v "
+        "WHERE terminals.terminal_id = v.column10"
+    )
 
 
 async def _update_terminals(
@@ -362,7 +360,7 @@ async def _update_terminals(
     else:
         for chunk in chunks(rows):
             await conn.exec_driver_sql(
-                _SQLITE_UPDATE_FROM.format(sql.values_rows(len(chunk), _ROW_OF_TEN, 10)),
+                _sqlite_update_from(sql, len(chunk)),
                 tuple(value for row in chunk for value in row),
             )
     if revived:
