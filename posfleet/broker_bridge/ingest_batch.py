@@ -143,21 +143,7 @@ def decode_batch(batch: Sequence[RawMessage]) -> DecodedBatch:
 
 
 DECODE_SLICE = 64
-"""Messages validated between two yields to the event loop in :func:`decode_batch_yielding`."""
-
-
-async def decode_batch_yielding(batch: Sequence[RawMessage]) -> DecodedBatch:
-    """:func:`decode_batch`, giving the event loop a turn every :data:`DECODE_SLICE` messages.
-
-    So that a transaction waiting on the database driver's thread gets its next
-    statement issued as soon as the previous one finishes, instead of after the whole
-    batch: validation of one batch then overlaps with the SQL of the other.
-    """
-    decoded = DecodedBatch()
-    for start in range(0, len(batch), DECODE_SLICE):
-        _decode_into(decoded, batch[start : start + DECODE_SLICE], start)
-        await asyncio.sleep(0)
-    return decoded
+"""Messages prepared between two yields to the event loop in :func:`prepare_yielding`."""
 
 
 def _decode_into(decoded: DecodedBatch, messages: Sequence[RawMessage], offset: int) -> None:
@@ -236,15 +222,45 @@ def store_request(
 ) -> StoreRequest:
     """The store's share of ``decoded``: health reports become samples, unless handled."""
     request = StoreRequest(rejected=[(r.topic, r.payload, why) for r, why in decoded.rejected])
+    _add_items(request, decoded.raws, decoded.messages, handlers)
+    return request
+
+
+def _add_items(
+    request: StoreRequest,
+    raws: Sequence[RawMessage],
+    messages: Sequence[Message],
+    handlers: Mapping[Channel, ChannelHandler],
+) -> None:
     sample_health = Channel.HEALTH not in handlers
-    for raw, message in zip(decoded.raws, decoded.messages, strict=True):
+    for raw, message in zip(raws, messages, strict=True):
         payload = message.payload
         if sample_health and isinstance(payload, HealthReport):
             request.items.append(Sample.of(message.topic.terminal_id, payload))
         else:
             request.items.append(message)
         request.wire.append((raw.topic, raw.payload))
-    return request
+
+
+async def prepare_yielding(
+    batch: Sequence[RawMessage], handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
+) -> tuple[DecodedBatch, StoreRequest]:
+    """:func:`decode_batch` and :func:`store_request`, yielding every :data:`DECODE_SLICE`.
+
+    All of a batch's pure-CPU work, done before its transaction begins and in slices
+    between turns of the event loop: so that a transaction waiting on the database
+    driver's thread gets its next statement issued as soon as the previous one
+    finishes, and preparing one batch overlaps with the SQL of the other.
+    """
+    decoded = DecodedBatch()
+    request = StoreRequest()
+    for start in range(0, len(batch), DECODE_SLICE):
+        done = len(decoded.messages)
+        _decode_into(decoded, batch[start : start + DECODE_SLICE], start)
+        _add_items(request, decoded.raws[done:], decoded.messages[done:], handlers)
+        await asyncio.sleep(0)
+    request.rejected = [(r.topic, r.payload, why) for r, why in decoded.rejected]
+    return decoded, request
 
 
 def outcome_of(decoded: DecodedBatch, summary: StoreSummary) -> BatchOutcome:

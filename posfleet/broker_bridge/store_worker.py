@@ -32,9 +32,11 @@ from posfleet.broker_bridge.gc_tuning import tune_gc
 from posfleet.broker_bridge.ingest_batch import (
     DecodedBatch,
     RawMessage,
-    decode_batch_yielding,
+    StoreRequest,
     is_transient,
-    store_decoded,
+    outcome_of,
+    prepare_yielding,
+    store_items,
 )
 from posfleet.broker_bridge.worker_frames import (
     Committed,
@@ -99,15 +101,18 @@ async def _serve_batches(
     config: WriterConfig,
     checkpoints: WalCheckpointer | None,
 ) -> None:
-    # Validating the next batch overlaps with the database work of this one.
-    requests: asyncio.Queue[tuple[int, DecodedBatch] | None] = asyncio.Queue(maxsize=1)
+    # Preparing the next batch (validation, samples) overlaps with the SQL of this one.
+    requests: asyncio.Queue[tuple[int, DecodedBatch, StoreRequest] | None] = asyncio.Queue(
+        maxsize=1
+    )
 
     async def receive() -> None:
         try:
             while (frame := await read_frame(reader)) is not None:
                 _, request_id, pairs = frame
                 batch = [RawMessage(topic, payload) for topic, payload in pairs]
-                await requests.put((request_id, await decode_batch_yielding(batch)))
+                prepared = await prepare_yielding(batch, config.handlers)
+                await requests.put((request_id, *prepared))
         except FrameError as exc:
             log.error("stopping: %s", exc)
         finally:
@@ -117,8 +122,7 @@ async def _serve_batches(
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(receive())
             while (item := await requests.get()) is not None:
-                request_id, request = item
-                write_frame_fd(frames_fd, await _store(engine, request_id, request, config))
+                write_frame_fd(frames_fd, await _store(engine, *item, config))
                 if checkpoints is not None and checkpoints.log_is_large():
                     await truncate_log(engine)
     finally:
@@ -126,11 +130,16 @@ async def _serve_batches(
 
 
 async def _store(
-    engine: AsyncEngine, request_id: int, batch: DecodedBatch, config: WriterConfig
+    engine: AsyncEngine,
+    request_id: int,
+    decoded: DecodedBatch,
+    request: StoreRequest,
+    config: WriterConfig,
 ) -> tuple[object, ...]:
     try:
         async with write_transaction(engine) as conn:
-            outcome = await store_decoded(conn, batch, now=utcnow(), handlers=config.handlers)
+            summary = await store_items(conn, request, now=utcnow(), handlers=config.handlers)
+        outcome = outcome_of(decoded, summary)
     except Exception as exc:
         if is_transient(exc):
             return ("transient", request_id, f"{type(exc).__name__}: {exc}")

@@ -10,6 +10,7 @@ keeps minima and maxima, so a rollup is exact however the reports were batched.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -116,6 +117,42 @@ class _Hour:
         self.reader_errors_max = _larger(self.reader_errors_max, v.reader_errors)
         self.declined_max = _larger(self.declined_max, v.declined)
 
+    def values(self) -> tuple[int | float | None, ...]:
+        """The row's values after ``terminal_id`` and ``hour``, in :data:`_COLUMNS` order."""
+        return (
+            self.samples,
+            self.temperature_sum,
+            self.temperature_count,
+            self.host_unreachable,
+            self.printer_faults,
+            self.tamper,
+            self.battery_min,
+            self.rssi_min,
+            self.temperature_max,
+            self.reader_reads_max,
+            self.reader_errors_max,
+            self.declined_max,
+        )
+
+
+def _values_of_one(v: Vitals) -> tuple[int | float | None, ...]:
+    """:meth:`_Hour.values` of an hour holding the single report ``v`` (the usual case)."""
+    temperature = v.temperature
+    return (
+        1,
+        0.0 if temperature is None else temperature,
+        0 if temperature is None else 1,
+        int(v.host_unreachable),
+        int(v.printer_fault),
+        int(v.tamper),
+        v.battery,
+        v.rssi,
+        temperature,
+        v.reader_reads,
+        v.reader_errors,
+        v.declined,
+    )
+
 
 _N = TypeVar("_N", int, float)
 
@@ -170,13 +207,20 @@ async def merge_rollups(
     conn: AsyncConnection, samples: Iterable[Sample], sql: DriverSql | None = None
 ) -> None:
     """Add newly stored ``samples`` to the hourly rollups, in the caller's transaction."""
-    hours: dict[tuple[str, datetime], _Hour] = {}
+    # An hour usually gets one report per batch: keep its vitals as they are, and sum
+    # into an _Hour only when a second report of the same hour turns up.
+    hours: dict[tuple[str, datetime], Vitals | _Hour] = {}
     for sample in samples:
         key = (sample.terminal_id, hour_of(sample.ts))
-        hour = hours.get(key)
-        if hour is None:
-            hour = hours[key] = _Hour()
-        hour.add(sample.vitals)
+        seen = hours.get(key)
+        if seen is None:
+            hours[key] = sample.vitals
+            continue
+        if not isinstance(seen, _Hour):
+            first, seen = seen, _Hour()
+            seen.add(first)
+            hours[key] = seen
+        seen.add(sample.vitals)
     if not hours:
         return
     sql = sql or DriverSql(conn)
@@ -184,26 +228,15 @@ async def merge_rollups(
         (
             terminal_id,
             sql.timestamp(start),
-            h.samples,
-            h.temperature_sum,
-            h.temperature_count,
-            h.host_unreachable,
-            h.printer_faults,
-            h.tamper,
-            h.battery_min,
-            h.rssi_min,
-            h.temperature_max,
-            h.reader_reads_max,
-            h.reader_errors_max,
-            h.declined_max,
+            *(hour.values() if isinstance(hour, _Hour) else _values_of_one(hour)),
         )
-        for (terminal_id, start), h in hours.items()
+        for (terminal_id, start), hour in hours.items()
     ]
     width = len(_COLUMNS)
     template = ", ".join(f"{{{i}}}" for i in range(width))
     insert = f"INSERT INTO health_rollups ({', '.join(_COLUMNS)}) VALUES "
     for chunk in chunks(rows):
-        params = tuple(value for row in chunk for value in row)
+        params = tuple(itertools.chain.from_iterable(chunk))
         await conn.exec_driver_sql(
             insert + sql.values_rows(len(chunk), template, width) + _ON_CONFLICT, params
         )

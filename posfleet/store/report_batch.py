@@ -24,6 +24,7 @@ registry is updated by one ``UPDATE ... FROM (VALUES ...)``.
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -232,21 +233,36 @@ async def _insert_samples(
             keys: list[tuple[str, int]] = [tuple(row) for row in result.all()]
             fresh.update(keys)
             continue
-        # SQLite: the write lock is ours since BEGIN IMMEDIATE, so what is not stored
-        # yet cannot be stored by anyone else before our INSERT.
+        # SQLite: the write lock is ours since BEGIN IMMEDIATE, so nobody else stores
+        # anything meanwhile. Usually every sample is new: insert them all, and if
+        # SQLite counts as many new rows as were sent, that is the answer.
         wanted = [(s.terminal_id, s.seq) for s in chunk]
-        # A join, not "(terminal_id, seq) IN (VALUES ...)": SQLite scans the whole
-        # table for the latter, and finds each key in the primary key for this.
-        stored = await conn.exec_driver_sql(
-            "SELECT s.terminal_id, s.seq FROM (VALUES "
-            + sql.values_rows(len(chunk), "{0}, {1}", 2)
-            + ") AS v JOIN health_samples AS s ON s.terminal_id = v.column1 AND s.seq = v.column2",
-            tuple(value for key in wanted for value in key),
-        )
-        already: set[tuple[str, int]] = {tuple(row) for row in stored.all()}
+        async with conn.begin_nested() as attempt:
+            inserted = await conn.exec_driver_sql(insert, tuple(params))
+            if inserted.rowcount == len(chunk):
+                fresh.update(wanted)
+                continue
+            await attempt.rollback()
+        # Some were stored before (a redelivery): find which, then insert again.
+        fresh.update(await _sqlite_not_stored(conn, sql, wanted))
         await conn.exec_driver_sql(insert, tuple(params))
-        fresh.update(key for key in wanted if key not in already)
     return fresh
+
+
+async def _sqlite_not_stored(
+    conn: AsyncConnection, sql: DriverSql, wanted: list[tuple[str, int]]
+) -> list[tuple[str, int]]:
+    """The keys of ``wanted`` that ``health_samples`` does not hold yet (SQLite)."""
+    # A join, not "(terminal_id, seq) IN (VALUES ...)": SQLite scans the whole
+    # table for the latter, and finds each key in the primary key for this.
+    stored = await conn.exec_driver_sql(
+        "SELECT s.terminal_id, s.seq FROM (VALUES "
+        + sql.values_rows(len(wanted), "{0}, {1}", 2)
+        + ") AS v JOIN health_samples AS s ON s.terminal_id = v.column1 AND s.seq = v.column2",
+        tuple(itertools.chain.from_iterable(wanted)),
+    )
+    already: set[tuple[str, int]] = {tuple(row) for row in stored.all()}
+    return [key for key in wanted if key not in already]
 
 
 def _event_insert(conn: AsyncConnection) -> Any:

@@ -1,4 +1,5 @@
-"""The small parts behind the store writer process: frames, timestamps, retry policy."""
+"""The small parts behind the store writer process: frames, timestamps, retry policy,
+preparing batches and single-report rollups."""
 
 from __future__ import annotations
 
@@ -12,10 +13,20 @@ from hypothesis import strategies as st
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import OperationalError
 
-from posfleet.broker_bridge.ingest_batch import RawMessage, StoredMessages, is_transient
+from posfleet.broker_bridge.ingest_batch import (
+    DECODE_SLICE,
+    RawMessage,
+    StoredMessages,
+    decode_batch,
+    is_transient,
+    prepare_yielding,
+    store_request,
+)
 from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
 from posfleet.contract import Channel, HealthMetrics, HealthReport, encode, topic
 from posfleet.store.driver_sql import chunks, sqlite_timestamp
+from posfleet.store.health_rollups import Vitals, _Hour, _values_of_one
+from tests.harness.raw_messages import health_msg
 
 _SQLALCHEMY_SQLITE_DATETIME = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
 
@@ -101,3 +112,38 @@ def test_statements_come_in_few_sizes_and_cover_every_row(count: int) -> None:
     assert [row for piece in pieces for row in piece] == rows
     # Sizes from a short fixed list, so the prepared statements are reused batch to batch.
     assert {len(piece) for piece in pieces} <= {1000, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+
+
+_VITALS = st.builds(
+    Vitals,
+    st.none() | st.floats(-60, 150),
+    st.none() | st.floats(0, 100),
+    st.none() | st.integers(-130, 0),
+    st.booleans(),
+    st.booleans(),
+    st.booleans(),
+    st.none() | st.integers(0, 10**6),
+    st.none() | st.integers(0, 10**6),
+    st.none() | st.integers(0, 10**6),
+)
+
+
+@given(_VITALS)
+def test_an_hour_of_one_report_gives_the_row_a_summed_hour_gives(vitals: Vitals) -> None:
+    # merge_rollups skips the summing object for an hour with a single report.
+    hour = _Hour()
+    hour.add(vitals)
+    assert _values_of_one(vitals) == hour.values()
+
+
+async def test_a_batch_is_prepared_in_slices_as_it_is_in_one_go() -> None:
+    good = [health_msg(f"T-{n}", n) for n in range(DECODE_SLICE + 10)]
+    batch = [*good[:5], RawMessage("pos/v1/T-1/nonsense", b"{}"), *good[5:]]
+    batch.append(RawMessage(topic("T-9", Channel.HEALTH), b"not json"))
+
+    decoded, request = await prepare_yielding(batch)
+
+    at_once = store_request(decode_batch(batch))
+    assert request == at_once
+    assert decoded.positions == [p for p in range(len(batch)) if p not in (5, len(batch) - 1)]
+    assert [topic for topic, _, _ in request.rejected] == ["pos/v1/T-1/nonsense", batch[-1].topic]
