@@ -17,9 +17,10 @@ driver runs each statement on a thread of its own and needs the interpreter lock
 after every row it steps (an ``executemany`` row, a ``RETURNING`` row, a result row);
 while the next batch is being validated on the main thread each of those waits for the
 lock, and the database work stops overlapping with validation. So on SQLite the
-terminals are read as one row of JSON, the reports already stored are found by one
-``SELECT`` (usually empty) under the write lock that ``BEGIN IMMEDIATE`` took, and the
-registry is updated by one ``UPDATE ... FROM (VALUES ...)``.
+terminals are read as one row of JSON; the samples are inserted without ``RETURNING``
+(under the write lock that ``BEGIN IMMEDIATE`` took, the row count tells whether all
+were new, and only a redelivery needs the one ``SELECT`` that finds which were stored
+before); and the registry is updated by one ``UPDATE ... FROM (VALUES ...)``.
 """
 
 from __future__ import annotations
