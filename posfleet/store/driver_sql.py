@@ -65,10 +65,6 @@ class DriverSql:
         """The ``number``-th positional parameter (from 1)."""
         return f"${number}" if self.postgres else f"?{number}"
 
-    def json_param(self, number: int) -> str:
-        """A parameter carrying JSON text, as the backend's JSON column type."""
-        return self.as_json(self.param(number))
-
     def as_json(self, placeholder: str) -> str:
         """``placeholder`` (JSON text) as the backend's JSON column type."""
         return f"{placeholder}::jsonb" if self.postgres else placeholder

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +101,46 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         await conn.execution_options(**{_WRITER_OPTION: True})
         async with conn.begin():
             yield conn
+
+
+class ForeignKeyViolationError(Exception):
+    """A schema change left rows whose foreign keys point nowhere (SQLite)."""
+
+
+@contextmanager
+def schema_change_transaction(connection: Connection) -> Iterator[None]:
+    """One transaction for schema changes on a connection not yet in one.
+
+    On SQLite, foreign keys are not enforced meanwhile, and checked before the commit.
+    Alembic's batch mode rebuilds a table by copying it, dropping the original and
+    renaming the copy; with enforcement on, dropping ``terminals`` would delete every
+    row that references it (``ON DELETE CASCADE``): all samples, events and rollups.
+    SQLite only changes that setting outside a transaction, so it is switched on the
+    driver's connection before ``BEGIN`` and back after the end.
+    """
+    sqlite = connection.dialect.name == "sqlite"
+    if sqlite:
+        _driver_pragma(connection, "foreign_keys=OFF")
+    try:
+        with connection.begin():
+            yield
+            if sqlite:
+                broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if broken:
+                    table, rowid, parent, _ = broken[0]
+                    raise ForeignKeyViolationError(
+                        f"{len(broken)} rows would point nowhere, first {table} row {rowid} "
+                        f"(no such {parent})"
+                    )
+    finally:
+        if sqlite:
+            _driver_pragma(connection, "foreign_keys=ON")
+
+
+def _driver_pragma(connection: Connection, setting: str) -> None:
+    # Straight to the driver: through SQLAlchemy, the statement would begin a transaction.
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA {setting}")
+    finally:
+        cursor.close()

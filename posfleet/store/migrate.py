@@ -12,7 +12,11 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.store.engine import create_engine
+from posfleet.store.engine import (
+    ForeignKeyViolationError,
+    create_engine,
+    schema_change_transaction,
+)
 from posfleet.store.errors import MigrationError
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
@@ -28,16 +32,17 @@ def alembic_config() -> Config:
 def _run_upgrade(connection: Connection, revision: str) -> None:
     config = alembic_config()
     config.attributes["connection"] = connection
-    command.upgrade(config, revision)
+    with schema_change_transaction(connection):
+        command.upgrade(config, revision)
 
 
 async def upgrade_engine(engine: AsyncEngine, revision: str = "head") -> None:
     """Migrate the database behind ``engine`` to ``revision``, in one transaction."""
     shown = engine.url.render_as_string(hide_password=True)
     try:
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
             await conn.run_sync(_run_upgrade, revision)
-    except CommandError as exc:
+    except (CommandError, ForeignKeyViolationError) as exc:
         raise MigrationError(shown, revision, str(exc)) from exc
     except SQLAlchemyError as exc:
         raise MigrationError(shown, revision, str(exc).splitlines()[0]) from exc

@@ -5,8 +5,8 @@ in id order so that two instances cannot deadlock) plus an insert of any not see
 before; one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per table, which
 tells which reports are new (the (terminal, seq) key makes redelivery harmless); one
 ``executemany`` UPDATE carrying each terminal's aggregated changes (sequence gaps and
-duplicates, last seen, heartbeat deadline, latest health); and one multi-row upsert
-of the hourly rollups the batch's new samples fall in.
+duplicates, last seen, heartbeat deadline, which report is the latest health); and one
+multi-row upsert of the hourly rollups the batch's new samples fall in.
 
 Health reports are reduced to a :class:`Sample` (a plain tuple of what is stored) before
 the statements run; the statements that handle a row per report are driver-level SQL
@@ -302,31 +302,34 @@ _TERMINAL_CHANGES = """
     last_seen = CASE WHEN last_seen < {4} THEN {4} ELSE last_seen END,
     report_interval_s = coalesce({5}, report_interval_s),
     heartbeat_due_at = coalesce({6}, heartbeat_due_at),
-    health = coalesce({7}, health),
-    health_at = coalesce({8}, health_at),
-    health_seq = coalesce({9}, health_seq)
+    health_at = coalesce({7}, health_at),
+    health_seq = coalesce({8}, health_seq)
 """
-"""The row change per terminal; ``{n}`` is the n-th value of the row (the 10th its id)."""
+"""The row change per terminal; ``{n}`` is the n-th value of the row (the 9th its id).
 
-_ROW_OF_TEN = ", ".join(f"{{{i}}}" for i in range(10))
+The newest report's metrics stay in ``health_samples``: ``health_seq`` points at them.
+"""
+
+_WIDTH = 9
+_ROW_TEMPLATE = ", ".join(f"{{{i}}}" for i in range(_WIDTH))
 
 
 def _update_terminal_sql(sql: DriverSql) -> str:
     """One terminal per execution (``executemany``): PostgreSQL."""
-    values = ["", *(sql.param(n) for n in range(1, 11))]
-    values[7] = sql.json_param(7)
+    values = ["", *(sql.param(n) for n in range(1, _WIDTH + 1))]
     return (
-        f"UPDATE terminals SET {_TERMINAL_CHANGES.format(*values)} WHERE terminal_id = {values[10]}"
+        f"UPDATE terminals SET {_TERMINAL_CHANGES.format(*values)} "
+        f"WHERE terminal_id = {values[_WIDTH]}"
     )
 
 
 def _sqlite_update_from(sql: DriverSql, rows: int) -> str:
     """All terminals of a chunk in one statement (see the module's notes): SQLite."""
-    values = ["", *(f"v.column{n}" for n in range(1, 11))]
+    values = ["", *(f"v.column{n}" for n in range(1, _WIDTH + 1))]
     return (
         f"UPDATE terminals SET {_TERMINAL_CHANGES.format(*values)} "
-        f"FROM (VALUES {sql.values_rows(rows, _ROW_OF_TEN, 10)}) AS v "
-        "WHERE terminals.terminal_id = v.column10"
+        f"FROM (VALUES {sql.values_rows(rows, _ROW_TEMPLATE, _WIDTH)}) AS v "
+        f"WHERE terminals.terminal_id = v.column{_WIDTH}"
     )
 
 
@@ -366,7 +369,6 @@ async def _update_terminals(
                 now_value,
                 interval,
                 due,
-                latest.metrics_json if latest is not None else None,
                 sql.timestamp(latest.ts) if latest is not None else None,
                 latest.seq if latest is not None else None,
                 terminal_id,

@@ -1,8 +1,9 @@
 """Pruning telemetry past its retention window, in small transactions.
 
 Raw health samples are kept for days, hourly rollups for about a year (both set by the
-central settings). Rows are deleted in chunks so that a large backlog never holds one
-long write transaction against the ingest.
+central settings); each terminal's newest sample is kept for as long as the terminal is,
+as it is the latest health the registry shows. Rows are deleted in chunks so that a
+large backlog never holds one long write transaction against the ingest.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.store.schema import health_rollups, health_samples
+from posfleet.store.schema import health_rollups, health_samples, terminals
 
 DEFAULT_RAW_RETENTION = timedelta(days=7)
 DEFAULT_ROLLUP_RETENTION = timedelta(days=400)
@@ -36,7 +37,7 @@ async def _delete_older(
     while True:
         chunk = (
             sa.select(table.c.terminal_id, table.c[_second_key(table)])
-            .where(ts < cutoff)
+            .where(ts < cutoff, *_kept(table))
             .limit(PRUNE_CHUNK_ROWS)
         )
         async with engine.begin() as conn:
@@ -44,6 +45,18 @@ async def _delete_older(
         deleted += result.rowcount
         if result.rowcount < PRUNE_CHUNK_ROWS:
             return deleted
+
+
+def _kept(table: sa.Table) -> list[sa.ColumnElement[bool]]:
+    """Rows kept whatever their age: each terminal's newest health sample, which the
+    registry shows as its latest health however long the terminal has been silent."""
+    if table is not health_samples:
+        return []
+    latest = sa.select(terminals.c.terminal_id).where(
+        terminals.c.terminal_id == health_samples.c.terminal_id,
+        terminals.c.health_seq == health_samples.c.seq,
+    )
+    return [~latest.exists()]
 
 
 def _second_key(table: sa.Table) -> str:

@@ -54,8 +54,9 @@ terminals = sa.Table(
     sa.Column("last_seq", sa.BigInteger()),
     sa.Column("seq_gaps", sa.Integer(), nullable=False, server_default="0"),
     sa.Column("seq_duplicates", sa.Integer(), nullable=False, server_default="0"),
-    # The newest health report, denormalised for the fleet list.
-    sa.Column("health", json_document()),
+    # Which health report is the newest: its metrics are read from health_samples by
+    # (terminal_id, health_seq), and retention never prunes that sample. Keeping a copy
+    # here made every report rewrite its metrics into this row as well (see 0005).
     sa.Column("health_at", UtcDateTime()),
     sa.Column("health_seq", sa.BigInteger()),
     # Heartbeat watch: a terminal whose next report is overdue by 2x its interval is

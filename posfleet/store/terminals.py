@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport, Inventory, State, utcnow
 from posfleet.store.report_batch import OFFLINE_BY_LWT, Report, record_reports
-from posfleet.store.schema import terminals
+from posfleet.store.schema import health_samples, terminals
 from posfleet.store.terminal_filters import TerminalFilter, TerminalSort, keyset_page
 from posfleet.store.upsert import insert_for
 
@@ -205,7 +205,21 @@ async def apply_event(
     return fresh[0]
 
 
-_RECORD_COLUMNS = [terminals.c[name] for name in TerminalRecord.model_fields]
+_LATEST_HEALTH = (
+    sa.select(health_samples.c.metrics)
+    .where(
+        health_samples.c.terminal_id == terminals.c.terminal_id,
+        health_samples.c.seq == terminals.c.health_seq,
+    )
+    .scalar_subquery()
+    .label("health")
+)
+"""The newest report's metrics, looked up by primary key for each row returned."""
+
+_RECORD_COLUMNS = [
+    _LATEST_HEALTH if name == "health" else terminals.c[name]
+    for name in TerminalRecord.model_fields
+]
 
 
 def _record(row: sa.Row[Any]) -> TerminalRecord:

@@ -106,6 +106,38 @@ async def test_pruning_drops_raw_samples_before_their_rollups(engine: AsyncEngin
     assert result.rollups == 1
 
 
+async def test_pruning_keeps_a_silent_terminals_latest_health(engine: AsyncEngine) -> None:
+    now = T0 + timedelta(days=30)
+    async with engine.begin() as conn:
+        # T-1 went quiet a month ago; T-2 still reports.
+        silent = [
+            Report("T-1", report(s, T0 + timedelta(minutes=s), temperature=20 + s))
+            for s in (1, 2, 3)
+        ]
+        active = [
+            Report("T-2", report(1, T0)),
+            Report("T-2", report(2, now - timedelta(hours=1))),
+        ]
+        await record_reports(conn, silent + active, now=now)
+
+    result = await prune_telemetry(engine, now=now, raw_retention=timedelta(days=7))
+
+    assert result.samples == 3  # T-1's seq 1 and 2, T-2's seq 1
+    async with engine.connect() as conn:
+        left = (
+            await conn.execute(
+                sa.select(health_samples.c.terminal_id, health_samples.c.seq).order_by(
+                    health_samples.c.terminal_id
+                )
+            )
+        ).all()
+        quiet = await get_terminal(conn, "T-1")
+    assert [tuple(row) for row in left] == [("T-1", 3), ("T-2", 2)]
+    # The registry still shows the last health T-1 ever reported.
+    assert quiet is not None and quiet.health is not None
+    assert (quiet.health_seq, quiet.health.temperature_c) == (3, 23.0)
+
+
 async def test_a_silent_terminal_goes_offline_and_comes_back_when_it_reports(
     engine: AsyncEngine,
 ) -> None:

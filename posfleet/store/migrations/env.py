@@ -11,7 +11,7 @@ import asyncio
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from posfleet.store.engine import create_engine
+from posfleet.store.engine import create_engine, schema_change_transaction
 from posfleet.store.schema import metadata
 
 config = context.config
@@ -29,12 +29,16 @@ def _configure_and_run(connection: Connection) -> None:
         context.run_migrations()
 
 
+def _configure_in_transaction(connection: Connection) -> None:
+    with schema_change_transaction(connection):
+        _configure_and_run(connection)
+
+
 async def _run_with_url(url: str) -> None:
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
-            await connection.run_sync(_configure_and_run)
-            await connection.commit()
+            await connection.run_sync(_configure_in_transaction)
     finally:
         await engine.dispose()
 
