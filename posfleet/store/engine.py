@@ -13,6 +13,8 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from posfleet.store.errors import ForeignKeyViolationError
+
 _WRITER_OPTION = "posfleet_writer"
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -101,10 +103,6 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
         await conn.execution_options(**{_WRITER_OPTION: True})
         async with conn.begin():
             yield conn
-
-
-class ForeignKeyViolationError(Exception):
-    """A schema change left rows whose foreign keys point nowhere (SQLite)."""
 
 
 @contextmanager

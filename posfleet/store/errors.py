@@ -15,3 +15,7 @@ class MigrationError(StoreError):
         self.url = url
         self.revision = revision
         self.reason = reason
+
+
+class ForeignKeyViolationError(StoreError):
+    """A schema change left rows whose foreign keys point nowhere (SQLite)."""

@@ -119,20 +119,7 @@ class _Hour:
 
     def values(self) -> tuple[int | float | None, ...]:
         """The row's values after ``terminal_id`` and ``hour``, in :data:`_COLUMNS` order."""
-        return (
-            self.samples,
-            self.temperature_sum,
-            self.temperature_count,
-            self.host_unreachable,
-            self.printer_faults,
-            self.tamper,
-            self.battery_min,
-            self.rssi_min,
-            self.temperature_max,
-            self.reader_reads_max,
-            self.reader_errors_max,
-            self.declined_max,
-        )
+        return tuple(getattr(self, column) for column in _COLUMNS[2:])
 
 
 def _values_of_one(v: Vitals) -> tuple[int | float | None, ...]:

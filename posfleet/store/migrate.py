@@ -12,12 +12,8 @@ from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.store.engine import (
-    ForeignKeyViolationError,
-    create_engine,
-    schema_change_transaction,
-)
-from posfleet.store.errors import MigrationError
+from posfleet.store.engine import create_engine, schema_change_transaction
+from posfleet.store.errors import ForeignKeyViolationError, MigrationError
 
 MIGRATIONS_DIR = Path(__file__).resolve().with_name("migrations")
 
