@@ -30,6 +30,7 @@ from bench.ingest_pipeline_run import (
     connection,
     migrate,
     pipeline_drain,
+    rolled_up_samples,
     run_instance,
     stored_samples,
 )
@@ -79,8 +80,11 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
         else:
             pipe_s, hooked = _pipeline_round(conn, url, total)
             bare_s = _bare_round(bench, bare_id, total)
-        stored = stored_samples(database)
-        _say(f"  ratio {bare_s / pipe_s:.3f} ({stored:,} stored, {hooked:,} seen by the hook)")
+        stored, rolled_up = stored_samples(database), rolled_up_samples(database)
+        _say(
+            f"  ratio {bare_s / pipe_s:.3f} ({stored:,} stored, {rolled_up:,} in the rollups, "
+            f"{hooked:,} seen by the hook)"
+        )
         rounds.append(
             {
                 "publish_rate": round(total / publish_s),
@@ -88,6 +92,7 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
                 "pipeline_rate": round(total / pipe_s),
                 "ratio": round(bare_s / pipe_s, 3),
                 "stored": stored,
+                "rolled_up": rolled_up,
                 "hooked": hooked,
             }
         )

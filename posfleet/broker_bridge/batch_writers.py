@@ -35,6 +35,7 @@ from posfleet.broker_bridge.ingest_batch import (
     decode_batch,
     store_decoded,
 )
+from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S, RollupFolding
 from posfleet.broker_bridge.worker_frames import (
     Committed,
     FrameError,
@@ -81,11 +82,16 @@ class InlineWriter:
     """Validates and stores on the caller's event loop, one batch at a time, in order."""
 
     def __init__(
-        self, engine: AsyncEngine, handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
+        self,
+        engine: AsyncEngine,
+        handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
+        *,
+        fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S,
     ) -> None:
         self.restarts = 0
         self._engine = engine
         self._handlers = handlers
+        self._folding = RollupFolding(engine, fold_interval_s)
         # FIFO: batches commit in the order they were handed over.
         self._turn = asyncio.Lock()
 
@@ -95,11 +101,16 @@ class InlineWriter:
     async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
         """Validate (before waiting for our turn, so it overlaps the previous commit), store."""
         decoded = decode_batch(batch)
-        async with self._turn, write_transaction(self._engine) as conn:
-            return await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
+        async with self._turn:
+            async with write_transaction(self._engine) as conn:
+                outcome = await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
+            await self._folding.after_batch()
+        return outcome
 
     async def close(self) -> None:
-        """Nothing to release: the engine belongs to the caller."""
+        """Fold what is stored into the rollups (the engine belongs to the caller)."""
+        async with self._turn:
+            await self._folding.fold_now()
 
 
 class ProcessWriter:
@@ -111,6 +122,7 @@ class ProcessWriter:
         handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
         *,
         log_level: int | None = None,
+        fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S,
     ) -> None:
         if ":memory:" in database_url or database_url.rstrip("/").endswith("sqlite+aiosqlite:"):
             raise WriterError("an in-memory SQLite database cannot be shared with a writer process")
@@ -119,6 +131,7 @@ class ProcessWriter:
             database_url=database_url,
             log_level=log_level if log_level is not None else logging.getLogger().level,
             handlers=dict(handlers),
+            fold_interval_s=fold_interval_s,
         )
         self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None

@@ -43,6 +43,7 @@ from posfleet.broker_bridge.ingest_batch import (
 )
 from posfleet.broker_bridge.ingest_stats import IngestStats
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
+from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.broker_bridge.telemetry_sink import TelemetrySink
 from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, Channel, Message
 
@@ -73,7 +74,8 @@ class Ingest:
 
     ``writer="process"`` validates and stores in a child process (what ``posfleet
     serve`` does), which needs a database another process can open; ``"inline"`` keeps
-    everything on this event loop.
+    everything on this event loop. Either writer folds the stored samples into the
+    hourly rollups every ``fold_interval_s`` seconds and when the ingest stops.
     """
 
     def __init__(
@@ -87,13 +89,18 @@ class Ingest:
         queue_size: int = 2000,
         batch_size: int = 500,
         writer: WriterKind = "inline",
+        fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
         self._writer: BatchWriter = (
-            ProcessWriter(engine.url.render_as_string(hide_password=False), handlers)
+            ProcessWriter(
+                engine.url.render_as_string(hide_password=False),
+                handlers,
+                fold_interval_s=fold_interval_s,
+            )
             if writer == "process"
-            else InlineWriter(engine, handlers)
+            else InlineWriter(engine, handlers, fold_interval_s=fold_interval_s)
         )
         self.connection = connection
         self.stats = IngestStats()

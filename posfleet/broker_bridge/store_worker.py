@@ -7,7 +7,9 @@ that validation and the database work run on a second core, beside the process t
 speaks MQTT. Validation of the next batch is interleaved with the SQL of the current
 one (the SQLite driver runs its statements on a thread of its own, without the
 interpreter lock). It commits each batch before it answers; the parent acknowledges to
-the broker only then.
+the broker only then. Between batches it folds the stored samples into the hourly
+rollups once a minute (see :mod:`~posfleet.broker_bridge.rollup_folding`), and once more
+when it stops.
 
 It stops when its stdin closes: when the parent closes it at shutdown, or when the
 parent dies (even by SIGKILL), so it never outlives the ingest. SIGINT and SIGTERM are
@@ -38,6 +40,7 @@ from posfleet.broker_bridge.ingest_batch import (
     prepare_yielding,
     store_items,
 )
+from posfleet.broker_bridge.rollup_folding import RollupFolding
 from posfleet.broker_bridge.worker_frames import (
     Committed,
     FrameError,
@@ -118,13 +121,17 @@ async def _serve_batches(
         finally:
             await requests.put(None)
 
+    folding = RollupFolding(engine, config.fold_interval_s)
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(receive())
             while (item := await requests.get()) is not None:
                 write_frame_fd(frames_fd, await _store(engine, *item, config))
+                # Between batches, after the answer: the ingest acknowledges meanwhile.
+                await folding.after_batch()
                 if checkpoints is not None and checkpoints.log_is_large():
                     await truncate_log(engine)
+        await folding.fold_now()
     finally:
         await engine.dispose()
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from posfleet.broker_bridge.ingest_batch import DEFAULT_HANDLERS, ChannelHandler
+from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.contract import Channel
 
 _LENGTH = struct.Struct(">I")
@@ -40,6 +41,8 @@ class WriterConfig:
     """May hold a password, which is why it travels over the pipe and not the command line."""
     log_level: int
     handlers: Mapping[Channel, ChannelHandler] = field(default_factory=lambda: DEFAULT_HANDLERS)
+    fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S
+    """How often the writer folds the stored samples into the hourly rollups."""
 
 
 @dataclass(frozen=True, slots=True)

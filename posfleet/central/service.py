@@ -101,6 +101,7 @@ def _ingest_ctx(
                 queue_size=settings.ingest_queue_size,
                 batch_size=settings.ingest_batch_size,
                 writer=settings.ingest_writer,
+                fold_interval_s=settings.rollup_fold_interval_s,
             ) as ingest,
         ):
             app[INGEST_KEY] = ingest

@@ -58,6 +58,10 @@ class CentralSettings(BrokerClientSettings):
         default=4000,
         description="messages received but not yet acknowledged (the broker's Receive Maximum)",
     )
+    rollup_fold_interval_s: Annotated[float, Field(gt=0, le=3600)] = Field(
+        default=60.0,
+        description="how often stored samples are folded into the hourly rollups (seconds)",
+    )
     influx_url: str | None = Field(
         default=None, description="InfluxDB v2 write API (InfluxDB, VictoriaMetrics); off if unset"
     )

@@ -12,6 +12,7 @@ from posfleet.store.migrate import upgrade, upgrade_engine
 from posfleet.store.presence import mark_silent_terminals_offline
 from posfleet.store.report_batch import Report, Sample, record_reports
 from posfleet.store.retention import PruneResult, prune_telemetry
+from posfleet.store.sample_rollups import fold_samples, rollup_watermark
 from posfleet.store.terminal_filters import TerminalFilter, TerminalSort
 from posfleet.store.terminals import (
     TerminalRecord,
@@ -41,6 +42,7 @@ __all__ = [
     "apply_state",
     "create_engine",
     "default_database_url",
+    "fold_samples",
     "get_terminal",
     "hardware_owner",
     "list_dead_letters",
@@ -50,6 +52,7 @@ __all__ = [
     "prune_telemetry",
     "record_dead_letter",
     "record_reports",
+    "rollup_watermark",
     "upgrade",
     "upgrade_engine",
     "write_transaction",

@@ -5,8 +5,9 @@ in id order so that two instances cannot deadlock) plus an insert of any not see
 before; one multi-row ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` per table, which
 tells which reports are new (the (terminal, seq) key makes redelivery harmless); one
 ``executemany`` UPDATE carrying each terminal's aggregated changes (sequence gaps and
-duplicates, last seen, heartbeat deadline, which report is the latest health); and one
-multi-row upsert of the hourly rollups the batch's new samples fall in.
+duplicates, last seen, heartbeat deadline, which report is the latest health). Each new
+sample gets the next ``stored_id``; the hourly rollups are folded from the samples later,
+many reports at a time (see :mod:`posfleet.store.sample_rollups`).
 
 Health reports are reduced to a :class:`Sample` (a plain tuple of what is stored) before
 the statements run; the statements that handle a row per report are driver-level SQL
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
 from posfleet.store.driver_sql import DriverSql, chunks
-from posfleet.store.health_rollups import Vitals, merge_rollups
+from posfleet.store.sample_rollups import LATEST_SAMPLE_SQL, SAMPLE_NUMBERS
 from posfleet.store.schema import fault_events, terminals
 from posfleet.store.upsert import insert_for
 
@@ -60,8 +61,8 @@ class Report:
 class Sample(NamedTuple):
     """A validated health report, reduced to what storing it needs.
 
-    Plain values taken once from the model (the metrics already serialised, the
-    rollup's vitals already picked out), from which the statements' tuples are built.
+    Plain values taken once from the model (the metrics already serialised), from
+    which the statements' tuples are built.
     """
 
     terminal_id: str
@@ -70,8 +71,6 @@ class Sample(NamedTuple):
     interval_s: int
     metrics_json: str
     """The report's metrics as JSON text, ``None`` fields left out."""
-    vitals: Vitals
-    """What the report adds to its hourly rollup."""
 
     @classmethod
     def of(cls, terminal_id: str, report: HealthReport) -> Sample:
@@ -83,7 +82,6 @@ class Sample(NamedTuple):
             report.interval_s,
             # The serializer itself: model_dump_json adds a third on top for its checks.
             _METRICS_JSON.to_json(report.metrics, exclude_none=True).decode(),
-            Vitals.of(report.metrics),
         )
 
 
@@ -126,7 +124,6 @@ async def record_reports(
 
     fresh: list[bool] = []
     changes: dict[str, _TerminalChange] = {tid: _TerminalChange() for tid in current}
-    new_samples: list[Sample] = []
     for r in items:
         seq = r.seq if isinstance(r, Sample) else r.payload.seq
         key = (r.terminal_id, seq)
@@ -139,12 +136,9 @@ async def record_reports(
             change.duplicates += 1
             continue
         change.fresh_seqs.append(seq)
-        if isinstance(r, Sample):
-            new_samples.append(r)
-            if change.latest is None or r.seq > change.latest.seq:
-                change.latest = r
+        if isinstance(r, Sample) and (change.latest is None or r.seq > change.latest.seq):
+            change.latest = r
     await _update_terminals(conn, sql, current, changes, now)
-    await merge_rollups(conn, new_samples, sql)
     return fresh
 
 
@@ -216,15 +210,25 @@ async def _insert_samples(
     # PostgreSQL refuses one INSERT that conflicts with itself; keep the first copy.
     unique = list({(s.terminal_id, s.seq): s for s in reversed(samples)}.values())
     unique.reverse()
-    template = "{0}, {1}, {2}, " + sql.as_json("{3}")
+    if sql.postgres:
+        template = "{0}, {1}, {2}, {3}::jsonb, " + SAMPLE_NUMBERS
+        width = 4
+    else:
+        # Numbered here: BEGIN IMMEDIATE gave us the write lock, nobody else numbers now.
+        template, width = "{0}, {1}, {2}, {3}, {4}", 5
+        numbers = itertools.count(
+            int((await conn.exec_driver_sql(LATEST_SAMPLE_SQL)).scalar_one()) + 1
+        )
     fresh: set[tuple[str, int]] = set()
     for chunk in chunks(unique):
         params: list[Any] = []
         for s in chunk:
             params += (s.terminal_id, s.seq, sql.timestamp(s.ts), s.metrics_json)
+            if not sql.postgres:
+                params.append(next(numbers))
         insert = (
-            "INSERT INTO health_samples (terminal_id, seq, ts, metrics) VALUES "
-            + sql.values_rows(len(chunk), template, 4)
+            "INSERT INTO health_samples (terminal_id, seq, ts, metrics, stored_id) VALUES "
+            + sql.values_rows(len(chunk), template, width)
             + " ON CONFLICT (terminal_id, seq) DO NOTHING"
         )
         if sql.postgres:

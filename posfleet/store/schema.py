@@ -90,8 +90,24 @@ health_samples = sa.Table(
     sa.Column("seq", sa.BigInteger(), primary_key=True),
     sa.Column("ts", UtcDateTime(), nullable=False),
     sa.Column("metrics", json_document(), nullable=False),
+    # The order samples were stored in: hourly rollups are folded from the samples past
+    # the watermark in ``rollup_progress`` (see posfleet.store.sample_rollups). Numbered
+    # by the writer under SQLite's write lock, from SAMPLE_IDS on PostgreSQL.
+    sa.Column("stored_id", sa.BigInteger(), nullable=False),
     # For retention; a terminal's own samples are found by the key.
     sa.Index(None, "ts"),
+    sa.Index(None, "stored_id", unique=True),
+)
+
+SAMPLE_IDS = sa.Sequence("health_samples_stored_id_seq", metadata=metadata)
+"""Numbers ``health_samples.stored_id`` on PostgreSQL (SQLite has no sequences)."""
+
+rollup_progress = sa.Table(
+    "rollup_progress",
+    metadata,
+    sa.Column("name", sa.String(32), primary_key=True),
+    # Every sample with a stored_id up to this one is in the hourly rollups.
+    sa.Column("stored_id", sa.BigInteger(), nullable=False),
 )
 
 fault_events = sa.Table(

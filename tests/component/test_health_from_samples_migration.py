@@ -4,9 +4,8 @@ its last known health, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -14,23 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import HealthMetrics, Printer, PrinterStatus
 from posfleet.store import create_engine, get_terminal, upgrade_engine
-from tests.harness.private_postgres import PrivatePostgres
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A new, empty database on each backend in turn."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-        return
-    server: PrivatePostgres = request.getfixturevalue("postgres_server")
-    url = server.create_database()
-    try:
-        yield url
-    finally:
-        server.drop_database(url)
 
 
 @pytest.fixture

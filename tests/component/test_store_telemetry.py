@@ -29,6 +29,7 @@ from posfleet.store import (
     TerminalSort,
     apply_inventory,
     apply_state,
+    fold_samples,
     get_terminal,
     list_rollups,
     list_terminals,
@@ -67,10 +68,13 @@ async def test_hourly_rollups_count_each_report_once(engine: AsyncEngine) -> Non
     second_hour = [report(3, T0 + timedelta(minutes=65), printer=PrinterStatus.JAM)]
     async with engine.begin() as conn:
         await record_reports(conn, [Report("T-1", r) for r in first_hour], now=T0)
+    assert await fold_samples(engine) == 2
     async with engine.begin() as conn:
         # A redelivered report in the next batch must not be counted again.
         batch = [Report("T-1", r) for r in [first_hour[1], *second_hour]]
         assert await record_reports(conn, batch, now=T0) == [False, True]
+    assert await fold_samples(engine) == 1
+    assert await fold_samples(engine) == 0  # nothing new: nothing counted twice
     async with engine.connect() as conn:
         rollups = await list_rollups(conn, "T-1", since=T0 - timedelta(hours=1))
 

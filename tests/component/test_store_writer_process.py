@@ -27,7 +27,7 @@ from posfleet.contract import (
     encode,
     topic,
 )
-from posfleet.store import get_terminal, list_dead_letters
+from posfleet.store import fold_samples, get_terminal, list_dead_letters
 from posfleet.store.schema import health_rollups, health_samples
 from tests.harness import async_wait_for
 from tests.harness.raw_messages import T0, health_msg, state_msg
@@ -67,6 +67,7 @@ def writer_pid(ingest: Ingest) -> int:
 
 async def snapshot(engine: AsyncEngine) -> tuple[object, ...]:
     """What a user would see of the batch: registry row, samples, rollup, dead letters."""
+    await fold_samples(engine)  # what the writer does every minute
     async with engine.connect() as conn:
         terminal = await get_terminal(conn, "T-1")
         samples = (

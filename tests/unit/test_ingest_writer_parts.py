@@ -25,7 +25,6 @@ from posfleet.broker_bridge.ingest_batch import (
 from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
 from posfleet.contract import Channel, HealthMetrics, HealthReport, encode, topic
 from posfleet.store.driver_sql import chunks, sqlite_timestamp
-from posfleet.store.health_rollups import Vitals, _Hour, _values_of_one
 from tests.harness.raw_messages import health_msg
 
 _SQLALCHEMY_SQLITE_DATETIME = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
@@ -112,28 +111,6 @@ def test_statements_come_in_few_sizes_and_cover_every_row(count: int) -> None:
     assert [row for piece in pieces for row in piece] == rows
     # Sizes from a short fixed list, so the prepared statements are reused batch to batch.
     assert {len(piece) for piece in pieces} <= {1000, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
-
-
-_VITALS = st.builds(
-    Vitals,
-    st.none() | st.floats(-60, 150),
-    st.none() | st.floats(0, 100),
-    st.none() | st.integers(-130, 0),
-    st.booleans(),
-    st.booleans(),
-    st.booleans(),
-    st.none() | st.integers(0, 10**6),
-    st.none() | st.integers(0, 10**6),
-    st.none() | st.integers(0, 10**6),
-)
-
-
-@given(_VITALS)
-def test_an_hour_of_one_report_gives_the_row_a_summed_hour_gives(vitals: Vitals) -> None:
-    # merge_rollups skips the summing object for an hour with a single report.
-    hour = _Hour()
-    hour.add(vitals)
-    assert _values_of_one(vitals) == hour.values()
 
 
 async def test_a_batch_is_prepared_in_slices_as_it_is_in_one_go() -> None:
