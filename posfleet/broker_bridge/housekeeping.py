@@ -1,4 +1,4 @@
-"""Periodic upkeep of the store: the heartbeat sweep and telemetry pruning.
+"""Periodic upkeep of the store: the heartbeat sweep, rollup folding and telemetry pruning.
 
 Both are idempotent, so every central instance may run them; with N instances the work
 is simply done N times as often.
@@ -18,6 +18,7 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.broker_bridge.ingest_batch import is_transient
+from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.contract import utcnow
 from posfleet.store.engine import write_transaction
 from posfleet.store.presence import mark_silent_terminals_offline
@@ -26,6 +27,7 @@ from posfleet.store.retention import (
     DEFAULT_ROLLUP_RETENTION,
     prune_telemetry,
 )
+from posfleet.store.sample_rollups import fold_samples
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,8 @@ class HousekeepingSchedule:
 
     sweep_interval: timedelta = timedelta(seconds=30)
     prune_interval: timedelta = timedelta(hours=1)
+    fold_interval: timedelta = timedelta(seconds=DEFAULT_FOLD_INTERVAL_S)
+    """The store writer folds between batches; this catches up when no batches come."""
     raw_retention: timedelta = DEFAULT_RAW_RETENTION
     rollup_retention: timedelta = DEFAULT_ROLLUP_RETENTION
 
@@ -45,6 +49,7 @@ class HousekeepingStats:
     """What the chores did so far."""
 
     marked_offline: int = 0
+    samples_folded: int = 0
     samples_pruned: int = 0
     rollups_pruned: int = 0
     failures: int = 0
@@ -63,6 +68,9 @@ class Housekeeping:
         self._tasks = [
             asyncio.create_task(
                 self._every(self.schedule.sweep_interval, self.sweep), name="heartbeat-sweep"
+            ),
+            asyncio.create_task(
+                self._every(self.schedule.fold_interval, self.fold), name="rollup-fold"
             ),
             asyncio.create_task(
                 self._every(self.schedule.prune_interval, self.prune), name="telemetry-prune"
@@ -88,6 +96,12 @@ class Housekeeping:
             log.info("%d terminal(s) stopped reporting: %s", len(silent), ", ".join(silent[:20]))
         self.stats.marked_offline += len(silent)
         return silent
+
+    async def fold(self) -> int:
+        """Fold the samples stored since the last fold into the hourly rollups now."""
+        folded = await fold_samples(self._engine)
+        self.stats.samples_folded += folded
+        return folded
 
     async def prune(self) -> None:
         """Delete telemetry past its retention window now."""

@@ -79,6 +79,7 @@ def housekeeping_schedule(settings: CentralSettings) -> HousekeepingSchedule:
     """Heartbeat sweep and telemetry retention as configured."""
     return HousekeepingSchedule(
         sweep_interval=timedelta(seconds=settings.heartbeat_sweep_s),
+        fold_interval=timedelta(seconds=settings.rollup_fold_interval_s),
         raw_retention=timedelta(days=settings.raw_retention_days),
         rollup_retention=timedelta(days=settings.rollup_retention_days),
     )

@@ -59,9 +59,8 @@ def upgrade() -> None:
 def downgrade() -> None:
     """Back to 0005_health_from_samples: rollups merged per batch again.
 
-    Samples past the watermark were never folded in: fold them before downgrading
-    (``posfleet db upgrade`` does, as the store writer does at shutdown), or their
-    hours stay short by those reports.
+    Samples past the watermark were never folded in: stop the service first (the store
+    writer folds when it stops), or their hours stay short by those reports.
     """
     op.drop_table("rollup_progress")
     op.drop_index("ix_health_samples_stored_id", table_name="health_samples")
