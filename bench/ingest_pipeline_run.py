@@ -13,12 +13,25 @@ import multiprocessing.synchronize
 import sqlite3
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from posfleet.broker_bridge import BrokerConnection, Ingest, WriterKind, tune_gc
 from posfleet.central.broker_auth import BrokerCredentials
 from posfleet.contract import Message
 from posfleet.store import create_engine, fold_samples, upgrade_engine
+
+
+@dataclass(frozen=True)
+class Drain:
+    """One drain of a backlog through the full pipeline."""
+
+    seconds: float
+    """From connecting until every message is stored and every sample folded."""
+    hooked: int
+    """Messages the ``on_stored`` hook saw."""
+    fold_seconds: float
+    """The part of ``seconds`` spent folding what the writer had not folded yet."""
 
 
 def connection(
@@ -57,8 +70,8 @@ async def pipeline_drain(
     queue_size: int,
     batch_size: int,
     writer: WriterKind = "process",
-) -> tuple[float, int]:
-    """Drain the session through :class:`Ingest`; (seconds, messages the hook saw)."""
+) -> Drain:
+    """Drain the session through :class:`Ingest`, then fold the rollups; how long each took."""
     engine = create_engine(database_url)
     hooked = 0
     drained = asyncio.Event()
@@ -83,9 +96,10 @@ async def pipeline_drain(
             await drained.wait()
             # The rollups are part of the work: the time counts until every stored
             # sample is folded into them (the writer folds once a minute by itself).
+            folding = time.perf_counter()
             await fold_samples(engine)
-            elapsed = time.perf_counter() - started
-        return elapsed, hooked
+            finished = time.perf_counter()
+        return Drain(finished - started, hooked, finished - folding)
     finally:
         await engine.dispose()
 

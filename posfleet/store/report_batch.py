@@ -210,12 +210,13 @@ async def _insert_samples(
     # PostgreSQL refuses one INSERT that conflicts with itself; keep the first copy.
     unique = list({(s.terminal_id, s.seq): s for s in reversed(samples)}.values())
     unique.reverse()
+    template = "{0}, {1}, {2}, " + sql.as_json("{3}") + ", "
     if sql.postgres:
-        template = "{0}, {1}, {2}, {3}::jsonb, " + SAMPLE_NUMBERS
-        width = 4
+        template, width = template + SAMPLE_NUMBERS, 4
     else:
-        # Numbered here: BEGIN IMMEDIATE gave us the write lock, nobody else numbers now.
-        template, width = "{0}, {1}, {2}, {3}, {4}", 5
+        # Numbered here: BEGIN IMMEDIATE gave us the write lock, nobody else numbers now
+        # (and the unique index refuses a number twice should a caller forget that).
+        template, width = template + "{4}", 5
         numbers = itertools.count(
             int((await conn.exec_driver_sql(LATEST_SAMPLE_SQL)).scalar_one()) + 1
         )
