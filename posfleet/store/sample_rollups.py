@@ -10,8 +10,10 @@ exactly once, however the ingest batched it, whatever crashed, and however many
 instances fold: a redelivered report is never stored twice, and a fold that fails
 leaves the watermark where it was.
 
-Folding many reports of a terminal's hour into one upsert is what makes this cheaper
-than merging each ingest batch, which holds about one report per terminal.
+Set-based SQL run once a minute costs less than merging every ingest batch from Python
+did (figures in ``docs/deploy-at-scale.md``), and it takes that work out of the
+transaction the broker's acknowledgements wait for; the more reports of a terminal's
+hour one fold holds, the fewer rows it writes.
 
 Which samples may be folded: on SQLite the fold holds the write lock, so every stored
 sample is committed. On PostgreSQL a sample numbered before another may still be in an
