@@ -80,6 +80,8 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
         else:
             pipe_s, hooked = _pipeline_round(conn, url, total)
             bare_s = _bare_round(bench, bare_id, total)
+        bench.drop_session(bare_id)
+        bench.drop_session(pipeline_id)
         stored, rolled_up = stored_samples(database), rolled_up_samples(database)
         _say(
             f"  ratio {bare_s / pipe_s:.3f} ({stored:,} stored, {rolled_up:,} in the rollups, "
@@ -162,6 +164,8 @@ def shared(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) ->
         stop.set()
         for worker in workers:
             worker.join(30)
+        for client_id in ids:
+            bench.drop_session(client_id)
     _say(f"two instances, one shared subscription: {total / elapsed:,.0f} msg/s ({stored:,})")
     return {"messages": total, "rate": round(total / elapsed), "stored": stored}
 
@@ -181,6 +185,7 @@ def fleet_sizes(bench: BenchBroker, work: Path, total: int, sizes: list[int]) ->
         drain = asyncio.run(
             pipeline_drain(conn, url, count, queue_size=QUEUE_SIZE, batch_size=BATCH_SIZE)
         )
+        bench.drop_session(client_id)
         rates[str(terminals)] = round(count / drain.seconds)
         _say(
             f"{terminals:>7,} terminals x {per_terminal}: {count / drain.seconds:,.0f} msg/s "

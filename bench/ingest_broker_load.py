@@ -103,6 +103,21 @@ class BenchBroker:
         client.disconnect()
         client.loop_stop()
 
+    def drop_session(self, client_id: str) -> None:
+        """End ``client_id``'s session, so that later backlogs are not queued for it too."""
+        client = self.client(client_id)
+        connected = threading.Event()
+        client.on_connect = lambda *args: connected.set()
+        # A clean start discards the kept session; expiry 0 keeps none after this one.
+        client.connect(self.broker.host, self.broker.port, clean_start=True)
+        client.loop_start()
+        try:
+            if not connected.wait(10):
+                raise RuntimeError(f"{client_id}: no CONNACK")
+        finally:
+            client.disconnect()
+            client.loop_stop()
+
     def publish_backlog(self, terminals: int, per_terminal: int, processes: int = 2) -> float:
         """Publish ``terminals * per_terminal`` health reports (QoS 1); returns the seconds."""
         started = time.perf_counter()
