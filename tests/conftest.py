@@ -146,3 +146,13 @@ def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
         yield url
     finally:
         server.drop_database(url)
+
+
+@pytest.fixture
+async def empty_engine(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
+    """An engine on that empty database: a migration test upgrades it to where it starts."""
+    engine = create_engine(empty_database_url)
+    try:
+        yield engine
+    finally:
+        await engine.dispose()

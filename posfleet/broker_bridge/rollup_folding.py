@@ -31,9 +31,6 @@ class RollupFolding:
         if interval_s <= 0:
             raise ValueError("the fold interval must be positive")
         self.interval_s = interval_s
-        self.folded = 0
-        """Samples folded so far."""
-        self.failures = 0
         self._engine = engine
         self._due = time.monotonic() + interval_s
 
@@ -50,13 +47,11 @@ class RollupFolding:
             count = await fold_samples(self._engine)
         # The samples stay behind the watermark: the next fold takes them.
         except Exception as exc:
-            self.failures += 1
             if is_transient(exc):
                 log.warning("folding samples into the rollups failed, retrying later: %s", exc)
             else:
                 log.exception("folding samples into the rollups failed")
             return 0
-        self.folded += count
         if count:
             log.debug(
                 "folded %d samples into the rollups in %.3f s", count, time.perf_counter() - started

@@ -162,14 +162,7 @@ async def _fold_chunk(
         "ON CONFLICT (name) DO NOTHING",
         (ROLLUPS_WATERMARK,),
     )
-    lock = " FOR UPDATE" if sql.postgres else ""
-    row = (
-        await conn.exec_driver_sql(
-            f"SELECT stored_id FROM rollup_progress WHERE name = {one}{lock}",
-            (ROLLUPS_WATERMARK,),
-        )
-    ).one()
-    lo = int(row[0])
+    lo = await _watermark(conn, sql, for_update=True)
     if committed_up_to is None:
         latest = await conn.exec_driver_sql(LATEST_SAMPLE_SQL)
         committed_up_to = int(latest.scalar_one())
@@ -190,9 +183,15 @@ async def _fold_chunk(
 
 async def rollup_watermark(conn: AsyncConnection) -> int:
     """The number of the last sample folded into the rollups (0 before the first fold)."""
+    return await _watermark(conn, DriverSql(conn), for_update=False)
+
+
+async def _watermark(conn: AsyncConnection, sql: DriverSql, *, for_update: bool) -> int:
+    # FOR UPDATE on PostgreSQL: folders take turns; SQLite's write lock does that there.
+    lock = " FOR UPDATE" if for_update and sql.postgres else ""
     row = (
         await conn.exec_driver_sql(
-            f"SELECT stored_id FROM rollup_progress WHERE name = {DriverSql(conn).param(1)}",
+            f"SELECT stored_id FROM rollup_progress WHERE name = {sql.param(1)}{lock}",
             (ROLLUPS_WATERMARK,),
         )
     ).first()

@@ -4,28 +4,15 @@ its last known health, on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import HealthMetrics, Printer, PrinterStatus
-from posfleet.store import create_engine, get_terminal, upgrade_engine
+from posfleet.store import get_terminal, upgrade_engine
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-async def engine_at_0004(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database migrated to 0004_lean_samples only."""
-    engine = create_engine(empty_database_url)
-    try:
-        await upgrade_engine(engine, "0004_lean_samples")
-        yield engine
-    finally:
-        await engine.dispose()
 
 
 def metrics(status: PrinterStatus) -> str:
@@ -33,9 +20,10 @@ def metrics(status: PrinterStatus) -> str:
 
 
 async def test_a_pruned_latest_sample_comes_back_from_the_registrys_copy(
-    engine_at_0004: AsyncEngine,
+    empty_engine: AsyncEngine,
 ) -> None:
-    engine = engine_at_0004
+    engine = empty_engine
+    await upgrade_engine(engine, "0004_lean_samples")
     terminal = sa.table(
         "terminals",
         *(sa.column(name) for name in ("terminal_id", "first_seen", "last_seen", "health")),

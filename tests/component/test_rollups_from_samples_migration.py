@@ -4,17 +4,14 @@ on SQLite and on PostgreSQL."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import HealthMetrics, HealthReport
 from posfleet.store import (
     Report,
-    create_engine,
     fold_samples,
     list_rollups,
     record_reports,
@@ -25,21 +22,11 @@ from posfleet.store import (
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture
-async def engine_at_0005(empty_database_url: str) -> AsyncIterator[AsyncEngine]:
-    """An engine on a database migrated to 0005_health_from_samples only."""
-    engine = create_engine(empty_database_url)
-    try:
-        await upgrade_engine(engine, "0005_health_from_samples")
-        yield engine
-    finally:
-        await engine.dispose()
-
-
 async def test_samples_merged_before_the_upgrade_are_not_folded_again(
-    engine_at_0005: AsyncEngine,
+    empty_engine: AsyncEngine,
 ) -> None:
-    engine = engine_at_0005
+    engine = empty_engine
+    await upgrade_engine(engine, "0005_health_from_samples")
     # Under 0005 each batch merged its samples into the rollups as it stored them.
     stamp = sa.DateTime(timezone=True)
     json_type = sa.JSON() if engine.dialect.name == "sqlite" else sa.dialects.postgresql.JSONB()

@@ -11,6 +11,7 @@ import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator, Sequence
+from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -27,7 +28,7 @@ from posfleet.contract import (
     encode,
     topic,
 )
-from posfleet.store import fold_samples, get_terminal, list_dead_letters
+from posfleet.store import fold_samples, get_terminal, list_dead_letters, list_rollups
 from posfleet.store.schema import health_rollups, health_samples
 from tests.harness import async_wait_for
 from tests.harness.raw_messages import T0, health_msg, state_msg
@@ -119,6 +120,20 @@ async def test_both_writers_store_a_mixed_batch_the_same_way(
     assert samples == [("T-1", 1), ("T-1", 2), ("T-2", 7)]
     assert rollups == [("T-1", 2, 44.0), ("T-2", 1, 41.0)]
     assert letters == [("pos/v1/T-1/health", 1)]
+
+
+@pytest.mark.parametrize("writer", ["inline", "process"])
+async def test_a_writer_folds_what_it_stored_into_the_rollups_when_it_stops(
+    sqlite_engine: AsyncEngine, writer: WriterKind
+) -> None:
+    async with Ingest(BrokerConnection(), sqlite_engine, writer=writer) as ing:
+        await ing.process_batch([health_msg("T-1", 1), health_msg("T-1", 2), health_msg("T-2", 7)])
+
+    # Folded by the writer on its way out: nothing left for anyone else to fold.
+    assert await fold_samples(sqlite_engine) == 0
+    async with sqlite_engine.connect() as conn:
+        rollups = await list_rollups(conn, "T-1", since=T0 - timedelta(hours=1))
+    assert [r.samples for r in rollups] == [2]
 
 
 async def test_a_killed_writer_is_started_again_and_its_batch_stored_once(
