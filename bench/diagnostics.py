@@ -80,7 +80,7 @@ class OpenTimes:
 def _client(broker: MosquittoBroker, creds: BrokerCredentials, name: str) -> mqtt.Client:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=name, protocol=mqtt.MQTTv5)
     client.username_pw_set(creds.username, creds.password)
-    client.connect(broker.host, broker.port)
+    client.connect(broker.central_host, broker.central_port)
     client.loop_start()
     return client
 
@@ -187,8 +187,8 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
     engine = create_engine(url)
     opened = OpenTimes()
     connection = BrokerConnection(
-        host=broker.host,
-        port=broker.port,
+        host=broker.central_host,
+        port=broker.central_port,
         username=creds.username,
         password=creds.password,
         client_id="bench-central",
@@ -208,8 +208,8 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
                     target=_background,
                     args=(
                         LoadSpec(
-                            broker.host,
-                            broker.port,
+                            broker.central_host,
+                            broker.central_port,
                             creds.username,
                             creds.password,
                             rate / workers,

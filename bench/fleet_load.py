@@ -61,7 +61,7 @@ class Counter:
         self._client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self._client.username_pw_set(creds.username, creds.password)
         self._client.on_message = self._on_message
-        self._client.connect(broker.host, broker.port)
+        self._client.connect(broker.central_host, broker.central_port)
         self._client.subscribe("pos/v1/+/health", qos=0)
         self._client.loop_start()
 

@@ -72,7 +72,9 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
         database = work / f"headline-{number}.db"
         url = f"sqlite+aiosqlite:///{database}"
         asyncio.run(migrate(url))
-        conn = connection(bench.broker.host, bench.broker.port, bench.credentials, pipeline_id)
+        conn = connection(
+            bench.broker.central_host, bench.broker.central_port, bench.credentials, pipeline_id
+        )
 
         if number % 2:
             bare_s = _bare_round(bench, bare_id, total)
@@ -144,7 +146,13 @@ def shared(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) ->
         ctx.Process(
             target=run_instance,
             args=(
-                connection(bench.broker.host, bench.broker.port, bench.credentials, cid, group),
+                connection(
+                    bench.broker.central_host,
+                    bench.broker.central_port,
+                    bench.credentials,
+                    cid,
+                    group,
+                ),
                 url,
                 stop,
                 QUEUE_SIZE,
@@ -180,7 +188,9 @@ def fleet_sizes(bench: BenchBroker, work: Path, total: int, sizes: list[int]) ->
         bench.publish_backlog(terminals, per_terminal)
         url = f"sqlite+aiosqlite:///{work / f'fleet-{terminals}.db'}"
         asyncio.run(migrate(url))
-        conn = connection(bench.broker.host, bench.broker.port, bench.credentials, client_id)
+        conn = connection(
+            bench.broker.central_host, bench.broker.central_port, bench.credentials, client_id
+        )
         count = terminals * per_terminal
         drain = asyncio.run(
             pipeline_drain(conn, url, count, queue_size=QUEUE_SIZE, batch_size=BATCH_SIZE)

@@ -94,7 +94,9 @@ class BenchBroker:
         client.on_subscribe = lambda *args: done.set()
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         props.SessionExpiryInterval = SESSION_EXPIRY_S
-        client.connect(self.broker.host, self.broker.port, clean_start=True, properties=props)
+        client.connect(
+            self.broker.central_host, self.broker.central_port, clean_start=True, properties=props
+        )
         client.loop_start()
         options = SubscribeOptions(qos=1)
         client.subscribe([(f, options) for f in filters])
@@ -109,7 +111,7 @@ class BenchBroker:
         connected = threading.Event()
         client.on_connect = lambda *args: connected.set()
         # A clean start discards the kept session; expiry 0 keeps none after this one.
-        client.connect(self.broker.host, self.broker.port, clean_start=True)
+        client.connect(self.broker.central_host, self.broker.central_port, clean_start=True)
         client.loop_start()
         try:
             if not connected.wait(10):
@@ -121,7 +123,7 @@ class BenchBroker:
     def publish_backlog(self, terminals: int, per_terminal: int, processes: int = 2) -> float:
         """Publish ``terminals * per_terminal`` health reports (QoS 1); returns the seconds."""
         started = time.perf_counter()
-        host, port = self.broker.host, self.broker.port
+        host, port = self.broker.central_host, self.broker.central_port
         slices = [
             _Slice(host, port, self.credentials, terminals, per_terminal, p, processes)
             for p in range(processes)
@@ -190,7 +192,9 @@ def bare_drain(bench: BenchBroker, client_id: str, expected: int, receive_maximu
     props.SessionExpiryInterval = SESSION_EXPIRY_S
     props.ReceiveMaximum = receive_maximum
     started = time.perf_counter()
-    client.connect(bench.broker.host, bench.broker.port, clean_start=False, properties=props)
+    client.connect(
+        bench.broker.central_host, bench.broker.central_port, clean_start=False, properties=props
+    )
     client.loop_start()
     if not done.wait(600):
         raise RuntimeError(f"bare subscriber got {received} of {expected}")

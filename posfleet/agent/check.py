@@ -29,7 +29,8 @@ from posfleet.agent.serial.errors import (
 from posfleet.agent.serial.link import SerialLink
 from posfleet.agent.serial.port_io import PortSettings
 from posfleet.agent.settings import AgentSettings
-from posfleet.agent.uplink import BrokerEndpoint
+from posfleet.agent.uplink import BrokerEndpoint, tls_context
+from posfleet.tls_contexts import explain_tls_alert, explain_tls_failure
 
 BROKER_TIMEOUT_S = 10.0
 _REFUSED_LOGIN = {"Bad user name or password", "Not authorized", "Client identifier not valid"}
@@ -97,13 +98,26 @@ def _connect_once(endpoint: BrokerEndpoint, client_id: str, timeout: float) -> s
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
     client.username_pw_set(endpoint.username, endpoint.password)
     if endpoint.use_tls:
-        client.tls_set(ca_certs=endpoint.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+        try:
+            client.tls_set_context(tls_context(endpoint))
+        except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+            return (
+                f"cannot load the TLS files (tls_ca_file {endpoint.tls_ca_file}, tls_cert_file "
+                f"{endpoint.tls_cert_file}): {exc}. Check that they are the PEM files "
+                "posfleet tls wrote, and that the key belongs to the certificate"
+            )
     answers: list[ReasonCode] = []
     client.on_connect = lambda _c, _u, _f, reason, _p: answers.append(reason)
+    # paho logs, and does not raise, a TLS alert that arrives after the handshake (a
+    # TLS 1.3 broker refusing our client certificate does so on the first read).
+    errors: list[str] = []
+    client.on_log = lambda _c, _u, level, text: (
+        errors.append(text) if level == mqtt.MQTT_LOG_ERR else None
+    )
     try:
         client.connect(endpoint.host, endpoint.port, keepalive=max(5, int(timeout)))
     except ssl.SSLError as exc:
-        return f"TLS handshake failed ({exc.reason or exc}): check tls_ca_file"
+        return explain_tls_failure(exc, host=endpoint.host, ca_file=endpoint.tls_ca_file)
     except OSError as exc:
         return f"cannot reach the broker ({exc.strerror or exc}): check broker_url and the network"
     deadline = time.monotonic() + timeout
@@ -113,6 +127,14 @@ def _connect_once(endpoint: BrokerEndpoint, client_id: str, timeout: float) -> s
                 break
     finally:
         client.disconnect()
+    tls_errors = [error for error in errors if "_ssl.c" in error]
+    if not answers and endpoint.use_tls and tls_errors:
+        return explain_tls_alert(
+            tls_errors[0],
+            host=endpoint.host,
+            ca_file=endpoint.tls_ca_file,
+            has_client_cert=endpoint.tls_cert_file is not None,
+        )
     if not answers:
         return f"no answer from the broker within {timeout:.0f} s (is it an MQTT broker?)"
     reason = answers[0]

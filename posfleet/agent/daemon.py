@@ -6,7 +6,9 @@ Four named tasks share one :class:`asyncio.TaskGroup`:
 - ``faults``: every ``fault_poll_s`` ask the terminal for new faults and store each as an
   event the moment it is seen;
 - ``commands``: run the remote commands the centre sends, one at a time, and store each
-  result in the outbox;
+  result in the outbox (``firmware_cancel`` is answered by the firmware updater);
+- ``firmware``: take firmware offers and work on the current update
+  (:mod:`posfleet.agent.firmware_updater`); its statuses go through the outbox too;
 - ``drain``: publish what the outbox holds, oldest first, and delete each entry only once
   the broker acknowledged it (so a crash or an outage never loses a report).
 
@@ -18,6 +20,7 @@ logged and the step is tried again at its next tick.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections.abc import Callable
@@ -28,6 +31,7 @@ from posfleet import __version__
 from posfleet.agent.commands import CommandDispatcher
 from posfleet.agent.drivers.base import DetectedFault, TerminalDriver, TerminalIdentity
 from posfleet.agent.errors import OutboxError, UplinkError
+from posfleet.agent.firmware_updater import FirmwareUpdater, UpdaterConfig
 from posfleet.agent.outbox import EntryKind, Outbox
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.uplink import Retained, Uplink
@@ -35,6 +39,7 @@ from posfleet.contract import (
     Channel,
     Component,
     FaultEvent,
+    HealthMetrics,
     HealthReport,
     Inventory,
     Severity,
@@ -60,6 +65,8 @@ class AgentIdentity:
     boot_id: str
     site_id: str = ""
     timezone: str = "UTC"
+    merchant_name: str = ""
+    site_name: str = ""
     agent_version: str = __version__
 
 
@@ -87,6 +94,8 @@ def inventory_payload(identity: AgentIdentity, terminal: TerminalIdentity) -> by
             agent_version=identity.agent_version,
             merchant_id=terminal.merchant_id,
             site_id=identity.site_id,
+            merchant_name=identity.merchant_name,
+            site_name=identity.site_name,
             timezone=identity.timezone,
             capabilities=terminal.capabilities,
             ts=utcnow(),
@@ -106,9 +115,13 @@ class Agent:
         *,
         health_interval_s: float,
         fault_poll_s: float,
+        firmware: UpdaterConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
+        observed: Callable[[HealthMetrics], HealthMetrics] | None = None,
     ) -> None:
         self.identity = identity
+        self.observed = observed
+        """Adds what the agent saw on a passed-through ECR link to each health report."""
         self.driver = driver
         self.uplink = uplink
         self.outbox = outbox
@@ -120,8 +133,29 @@ class Agent:
         self._stop = asyncio.Event()
         self._link_fault_open = False
         self._announced = False
+        if firmware is not None and not firmware.terminal_id:
+            # The download service checks the token was issued to the terminal asking.
+            firmware = dataclasses.replace(firmware, terminal_id=identity.terminal_id)
+        self.firmware = (
+            None
+            if firmware is None
+            else FirmwareUpdater(
+                driver,
+                outbox,
+                self._serial,
+                firmware,
+                on_status=self._outbox_changed.set,
+                on_terminal_changed=self.refresh_inventory,
+                clock=clock,
+            )
+        )
         self.commands = CommandDispatcher(
-            driver, outbox, self._serial, on_result=self._outbox_changed.set, clock=clock
+            driver,
+            outbox,
+            self._serial,
+            on_result=self._outbox_changed.set,
+            clock=clock,
+            firmware=self.firmware,
         )
         self.reports_stored = 0
         self.events_stored = 0
@@ -153,6 +187,8 @@ class Agent:
                 )
                 tasks.create_task(self._every(self.fault_poll_s, self.poll_faults), name="faults")
                 tasks.create_task(self._take_commands(), name="commands")
+                if self.firmware is not None:
+                    tasks.create_task(self.firmware.run(self.uplink.next_offer), name="firmware")
                 tasks.create_task(self._drain(), name="drain")
                 tasks.create_task(self._stopper(), name="stopper")
         except* _Stopped:
@@ -166,6 +202,12 @@ class Agent:
                 Retained(Channel.INVENTORY, inventory_payload(self.identity, terminal)),
             ]
         )
+
+    async def refresh_inventory(self) -> None:
+        """Identify the terminal again and republish the inventory (new firmware version)."""
+        terminal = await self._identify()
+        if terminal is not None:
+            self._announce(terminal)
 
     async def _identify(self) -> TerminalIdentity | None:
         try:
@@ -186,6 +228,8 @@ class Agent:
         try:
             async with self._serial:
                 metrics = await self.driver.read_health()
+            if self.observed is not None:
+                metrics = self.observed(metrics)
         except SerialLinkError as exc:
             log.warning("%s: health read failed: %s", self.identity.terminal_id, exc)
             self._link_failed(exc)
@@ -243,6 +287,8 @@ class Agent:
         )
         self.events_stored += 1
         self._outbox_changed.set()
+        if self.firmware is not None:
+            self.firmware.observe_fault(fault)
 
     def _link_failed(self, exc: SerialLinkError) -> None:
         # One event per outage of the serial link, not one per failed poll.

@@ -10,8 +10,11 @@ from contextlib import AsyncExitStack
 
 from posfleet.agent.daemon import Agent, AgentIdentity, state_payload
 from posfleet.agent.drivers import MaintenanceDriver, TerminalDriver, ZvtDriver
+from posfleet.agent.drivers.zvt_tcp import ZvtTcpLink, is_zvt_tcp_url
 from posfleet.agent.errors import ConfigError
+from posfleet.agent.firmware_updater import UpdaterConfig
 from posfleet.agent.outbox import Outbox
+from posfleet.agent.passthrough import ObservedHealth, SerialPassthrough, add_ecr_block
 from posfleet.agent.serial import Link, PortSettings, SerialLink
 from posfleet.agent.settings import AgentSettings
 from posfleet.agent.uplink import BrokerEndpoint, MqttUplink
@@ -28,6 +31,27 @@ def make_driver(settings: AgentSettings, link: Link) -> TerminalDriver:
     raise ConfigError(f"driver {settings.driver!r} is not available in this agent build")
 
 
+def updater_config(settings: AgentSettings) -> UpdaterConfig:
+    """How the firmware updater behaves, from the settings (state under ``state_dir``)."""
+    return UpdaterConfig(
+        directory=settings.state_dir / "firmware",
+        trusted_keys=settings.firmware_keys,
+        terminal_id=settings.terminal_id,
+        timezone=settings.timezone,
+        driver_name=settings.driver,
+        health_window_s=settings.firmware_health_window_s,
+        boot_timeout_s=settings.firmware_boot_timeout_s,
+        health_poll_s=settings.firmware_health_poll_s,
+        busy_retry_s=settings.firmware_busy_retry_s,
+        window_recheck_s=settings.firmware_window_recheck_s,
+        download_timeout_s=settings.firmware_download_timeout_s,
+        download_max_attempts=settings.firmware_download_max_attempts,
+        retry_min_s=settings.firmware_retry_min_s,
+        retry_max_s=settings.firmware_retry_max_s,
+        ca_file=settings.firmware_ca_file,
+    )
+
+
 def broker_endpoint(settings: AgentSettings) -> BrokerEndpoint:
     """Where the uplink connects, from the settings."""
     return BrokerEndpoint(
@@ -38,6 +62,8 @@ def broker_endpoint(settings: AgentSettings) -> BrokerEndpoint:
         client_id=f"agent-{settings.terminal_id}",
         keepalive_s=settings.keepalive_s,
         tls_ca_file=str(settings.tls_ca_file) if settings.tls_ca_file else None,
+        tls_cert_file=str(settings.tls_cert_file) if settings.tls_cert_file else None,
+        tls_key_file=str(settings.tls_key_file) if settings.tls_key_file else None,
         use_tls=settings.broker_url.startswith("mqtts://"),
         reconnect_min_s=settings.reconnect_min_s,
         reconnect_max_s=settings.reconnect_max_s,
@@ -61,6 +87,8 @@ async def run_agent(
         boot_id=uuid.uuid4().hex,
         site_id=settings.site_id,
         timezone=settings.timezone,
+        merchant_name=settings.merchant_name,
+        site_name=settings.site_name,
     )
     outbox = Outbox(
         settings.state_dir / "outbox.sqlite3",
@@ -77,7 +105,20 @@ async def run_agent(
     port = PortSettings(baudrate=settings.baudrate)
     try:
         async with AsyncExitStack() as stack:
-            if link is None:
+            observed: ObservedHealth | None = None
+            if link is None and settings.zvt_passthrough_ecr_url is not None:
+                passthrough = await stack.enter_async_context(
+                    SerialPassthrough(
+                        settings.zvt_passthrough_ecr_url,
+                        settings.serial_url,
+                        settings=port,
+                        idle_s=settings.zvt_passthrough_idle_s,
+                    )
+                )
+                link, observed = passthrough.link, add_ecr_block(passthrough)
+            if link is None and is_zvt_tcp_url(settings.serial_url):
+                link = await stack.enter_async_context(ZvtTcpLink.from_url(settings.serial_url))
+            elif link is None:
                 link = await stack.enter_async_context(
                     SerialLink(settings.serial_url, settings=port)
                 )
@@ -89,6 +130,8 @@ async def run_agent(
                 outbox,
                 health_interval_s=settings.health_interval_s,
                 fault_poll_s=settings.fault_poll_s,
+                firmware=updater_config(settings),
+                observed=observed,
             )
             runner = asyncio.create_task(agent.run(), name=f"agent-{settings.terminal_id}")
             stopper = asyncio.create_task(stop.wait(), name="stop")

@@ -3,6 +3,8 @@
 For field engineers with a line sniffer: paste what it captured (plain hex, ``0x``-prefixed
 bytes, ``xxd`` or ``hexdump -C`` output) and get every frame, ACK, NAK and error, with
 the APDU split into class, instruction, length and data, and whether the CRC matched.
+A ZVT message also gets its decoded fields under ``zvt`` (software version, terminal status
+and result code with their meanings, amount, receipt, card type ...; never card data).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from posfleet.agent.drivers.maintenance_codes import (
     Instruction,
     ResultCode,
 )
+from posfleet.agent.drivers.zvt_bitmaps import ZvtDecodeError
+from posfleet.agent.drivers.zvt_messages import decode_message
 from posfleet.agent.drivers.zvt_protocol import Control
 from posfleet.agent.errors import AgentError
 from posfleet.agent.serial.apdu import LONG_LENGTH_MARKER, Apdu
@@ -108,6 +112,11 @@ def _frame(raw: bytes, offset: int, crc_ok: bool, errors: list[str]) -> dict[str
             "data": apdu.data.hex(),
             "name": describe_apdu(apdu),
         }
+        if apdu.cls != MAINTENANCE_CLASS and not apdu.is_success:
+            try:
+                record["zvt"] = decode_message(apdu).summary()
+            except ZvtDecodeError as exc:
+                errors = [*errors, str(exc)]
     return record | {"crc_ok": crc_ok, "errors": errors}
 
 

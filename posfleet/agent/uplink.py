@@ -31,7 +31,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from posfleet.agent.backoff import Backoff
 from posfleet.agent.errors import UplinkError
+from posfleet.agent.publish_guard import PublishGuard
 from posfleet.contract import QOS, Channel, topic
+from posfleet.tls_contexts import client_context, explain_tls_failure
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,9 @@ CONNECT_WAIT_S = 15.0
 MAX_QUEUED_COMMANDS = 100
 """Commands waiting to be handled; beyond this they are not acknowledged (redelivered)."""
 
+MAX_QUEUED_OFFERS = 20
+"""Firmware offers waiting to be handled; beyond this they are left for redelivery."""
+
 
 @dataclass(frozen=True, slots=True)
 class Retained:
@@ -67,7 +72,7 @@ class Retained:
 
 @dataclass(frozen=True, slots=True)
 class IncomingCommand:
-    """A ``cmd`` message; call :attr:`ack` once it is safely recorded (then never redelivered)."""
+    """A ``cmd`` or ``fw/offer`` message; call :attr:`ack` once it is safely recorded."""
 
     payload: bytes
     ack: Callable[[], None]
@@ -91,6 +96,9 @@ class Uplink(Protocol):
     async def next_command(self) -> IncomingCommand:
         """Wait for the next message on this terminal's ``cmd`` topic."""
 
+    async def next_offer(self) -> IncomingCommand:
+        """Wait for the next message on this terminal's ``fw/offer`` topic."""
+
 
 @dataclass(frozen=True, slots=True)
 class BrokerEndpoint:
@@ -104,8 +112,15 @@ class BrokerEndpoint:
     keepalive_s: int = 60
     tls_ca_file: str | None = None
     use_tls: bool = False
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
     reconnect_min_s: float = 1.0
     reconnect_max_s: float = 60.0
+
+
+def tls_context(endpoint: BrokerEndpoint) -> ssl.SSLContext:
+    """The verifying TLS context of an ``mqtts://`` endpoint (its CA, its client cert)."""
+    return client_context(endpoint.tls_ca_file, endpoint.tls_cert_file, endpoint.tls_key_file)
 
 
 class MqttUplink:
@@ -128,11 +143,15 @@ class MqttUplink:
         self._fd: int | None = None
         self._pending: dict[int, asyncio.Future[None] | None] = {}
         self._commands: asyncio.Queue[IncomingCommand] = asyncio.Queue(MAX_QUEUED_COMMANDS)
+        self._offers: asyncio.Queue[IncomingCommand] = asyncio.Queue(MAX_QUEUED_OFFERS)
+        self._offer_topic = topic(terminal_id, Channel.FW_OFFER)
         self._tasks: list[asyncio.Task[None]] = []
         self._misc: asyncio.TimerHandle | None = None
         self._backoff = Backoff(base_s=endpoint.reconnect_min_s, cap_s=endpoint.reconnect_max_s)
         self.last_error: str | None = None
         self.connects = 0
+        self.guard = PublishGuard(terminal_id)
+        """Refuses (and counts) payloads above the contract's limit before paho sees them."""
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=endpoint.client_id,
@@ -144,7 +163,7 @@ class MqttUplink:
         self._client.will_set(topic(terminal_id, Channel.STATE), will, qos=QOS, retain=True)
         self._client.max_inflight_messages_set(MAX_INFLIGHT)
         if endpoint.use_tls:
-            self._client.tls_set(ca_certs=endpoint.tls_ca_file, cert_reqs=ssl.CERT_REQUIRED)
+            self._client.tls_set_context(tls_context(endpoint))
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_publish = self._on_publish
@@ -225,6 +244,10 @@ class MqttUplink:
         """Wait for the next command addressed to this terminal."""
         return await self._commands.get()
 
+    async def next_offer(self) -> IncomingCommand:
+        """Wait for the next firmware offer addressed to this terminal."""
+        return await self._offers.get()
+
     # -- connection supervision -------------------------------------------------------------
 
     async def _supervise(self) -> None:
@@ -238,6 +261,11 @@ class MqttUplink:
                 # The TCP (and TLS) handshake blocks; everything after it runs on the loop.
                 self._connect_done.clear()
                 await asyncio.to_thread(self._connect_blocking, props)
+            except ssl.SSLError as exc:
+                self.last_error = explain_tls_failure(
+                    exc, host=self._endpoint.host, ca_file=self._endpoint.tls_ca_file
+                )
+                log.warning("%s: %s", self.terminal_id, self.last_error)
             except (OSError, ValueError) as exc:
                 self.last_error = f"cannot reach the broker: {exc}"
                 log.warning("%s: %s", self.terminal_id, self.last_error)
@@ -350,7 +378,7 @@ class MqttUplink:
             self.terminal_id,
             flags.session_present,
         )
-        client.subscribe(topic(self.terminal_id, Channel.CMD), qos=QOS)
+        client.subscribe([(topic(self.terminal_id, Channel.CMD), QOS), (self._offer_topic, QOS)])
         self._publish_retained()
         self._connected.set()
 
@@ -399,11 +427,16 @@ class MqttUplink:
             if generation == self._generation and self._connected.is_set() and qos > 0:
                 client.ack(mid, qos)
 
+        queue, what = (
+            (self._offers, "firmware offers")
+            if message.topic == self._offer_topic
+            else (self._commands, "commands")
+        )
         try:
-            self._commands.put_nowait(IncomingCommand(bytes(message.payload), ack))
+            queue.put_nowait(IncomingCommand(bytes(message.payload), ack))
         except asyncio.QueueFull:
             log.warning(
-                "%s: too many commands queued; leaving one for redelivery", self.terminal_id
+                "%s: too many %s queued; leaving one for redelivery", self.terminal_id, what
             )
 
     # -- internals ----------------------------------------------------------------------
@@ -413,6 +446,9 @@ class MqttUplink:
     ) -> asyncio.Future[None]:
         assert self._loop is not None, "use MqttUplink as an async context manager"
         fut: asyncio.Future[None] = self._loop.create_future()
+        if (too_large := self.guard.check(channel, payload)) is not None:
+            fut.set_exception(too_large)
+            return fut
         info = self._client.publish(
             topic(self.terminal_id, channel), payload, qos=QOS, retain=retain
         )
@@ -424,6 +460,8 @@ class MqttUplink:
 
     def _publish_retained(self) -> None:
         for message in self._retained:
+            if self.guard.check(message.channel, message.payload) is not None:
+                continue
             info = self._client.publish(
                 topic(self.terminal_id, message.channel), message.payload, qos=QOS, retain=True
             )
@@ -434,8 +472,8 @@ class MqttUplink:
 class MemoryUplink:
     """In-memory :class:`Uplink` for unit tests: records what was published.
 
-    Tests hand commands to the agent with :meth:`deliver` and see which were
-    acknowledged in :attr:`acked`.
+    Tests hand commands to the agent with :meth:`deliver` (firmware offers with
+    :meth:`deliver_offer`) and see which were acknowledged in :attr:`acked`.
     """
 
     connected: bool = True
@@ -443,8 +481,10 @@ class MemoryUplink:
     retained: list[Retained] = field(default_factory=list)
     refuse: bool = False
     acked: list[bytes] = field(default_factory=list)
+    guard: PublishGuard = field(default_factory=lambda: PublishGuard("memory-uplink"))
     _event: asyncio.Event = field(default_factory=asyncio.Event)
     _commands: asyncio.Queue[IncomingCommand] = field(default_factory=asyncio.Queue)
+    _offers: asyncio.Queue[IncomingCommand] = field(default_factory=asyncio.Queue)
 
     def set_retained(self, messages: list[Retained]) -> None:
         """Remember the retained messages."""
@@ -469,9 +509,11 @@ class MemoryUplink:
         return self.connected
 
     def publish(self, channel: Channel, payload: bytes) -> asyncio.Future[None]:
-        """Record the message; fail the future when ``refuse`` is set."""
+        """Record the message; fail the future when ``refuse`` is set or it is too large."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        if self.refuse:
+        if (too_large := self.guard.check(channel, payload)) is not None:
+            fut.set_exception(too_large)
+        elif self.refuse:
             fut.set_exception(UplinkError("refused"))
         else:
             self.published.append((channel, payload))
@@ -485,3 +527,11 @@ class MemoryUplink:
     async def next_command(self) -> IncomingCommand:
         """The next delivered command."""
         return await self._commands.get()
+
+    def deliver_offer(self, payload: bytes) -> None:
+        """Hand the agent a firmware offer as if it arrived on its ``fw/offer`` topic."""
+        self._offers.put_nowait(IncomingCommand(payload, lambda: self.acked.append(payload)))
+
+    async def next_offer(self) -> IncomingCommand:
+        """The next delivered firmware offer."""
+        return await self._offers.get()

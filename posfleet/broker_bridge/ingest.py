@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -57,7 +56,10 @@ slow work to a task of your own). Its exceptions are logged and counted, never f
 """
 
 MAX_PACKET_BYTES = 16 * MAX_PAYLOAD_BYTES
-"""Larger packets are dropped by the broker; up to this size we dead-letter them ourselves."""
+"""The Maximum Packet Size we declare at CONNECT: far above the terminals' limit at the
+broker (:data:`posfleet.central.mosquitto.TERMINAL_MAX_PACKET_BYTES`), so that nothing the
+broker accepted is dropped on its way to us (a broker silently drops what is larger).
+Oversized payloads up to this size are dead-lettered and counted here instead."""
 
 _RETRY_MAX_S = 30.0
 
@@ -300,7 +302,7 @@ class Ingest:
             password = conn.password.get_secret_value() if conn.password is not None else None
             client.username_pw_set(conn.username, password)
         if conn.tls:
-            client.tls_set_context(ssl.create_default_context())
+            client.tls_set_context(conn.tls_files.context())
         # paho doubles the delay from min to max; a random floor keeps several central
         # instances from reconnecting in lockstep after a broker restart.
         client.reconnect_delay_set(
@@ -384,8 +386,17 @@ class Ingest:
         # behind at shutdown are redelivered by the broker.
         if self._closing.is_set() or not self._handoff.put(raw):
             return
-        # The paho thread is this counter's only writer, so no lock and no loop wake-up.
+        # The paho thread is these counters' only writer, so no lock and no loop wake-up.
         self.stats.received += 1
+        if len(raw.payload) > MAX_PAYLOAD_BYTES:
+            # The batch dead-letters it (the contract's decode refuses it); say who sent it.
+            self.stats.oversize += 1
+            log.warning(
+                "%s: payload of %d bytes exceeds the contract's %d; dead-lettered",
+                raw.topic,
+                len(raw.payload),
+                MAX_PAYLOAD_BYTES,
+            )
 
 
 def _topic_text(msg: mqtt.MQTTMessage) -> str:

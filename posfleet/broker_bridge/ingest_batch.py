@@ -64,11 +64,16 @@ class RawMessage(NamedTuple):
 
 
 class ChannelHandler(Protocol):
-    """Stores one decoded payload; returns False if it was already stored (a duplicate)."""
+    """Stores one decoded payload; returns False if it was already stored (a duplicate).
+
+    A text instead is the reason the message belongs nowhere (a status for an unknown
+    action, say): it becomes a dead letter with that reason and changes nothing. None
+    means the message is not the handler's business: acknowledged, counted as ignored.
+    """
 
     async def __call__(
         self, conn: AsyncConnection, terminal_id: str, payload: Any, /, *, now: datetime
-    ) -> bool:
+    ) -> bool | str | None:
         """Apply ``payload`` from ``terminal_id``."""
         ...
 
@@ -78,8 +83,8 @@ DEFAULT_HANDLERS: Mapping[Channel, ChannelHandler] = MappingProxyType({})
 
 ``state``, ``inventory``, ``health`` and ``event`` are stored by the bridge itself; a
 handler given for one of those replaces the built-in storage of that channel. Channels
-with neither (``cmd/result`` and ``fw/status`` until their owners add handlers) are
-acknowledged and counted as ignored.
+with neither (``cmd/result``; ``fw/status`` unless given the firmware handler, which
+the central service does) are acknowledged and counted as ignored.
 """
 
 
@@ -376,7 +381,9 @@ async def _store(
         terminal_id, payload = item.topic.terminal_id, item.payload
         handler = handlers.get(item.topic.channel)
         if handler is not None:
-            fates[i] = _fate(await handler(conn, terminal_id, payload, now=now))
+            handled = await handler(conn, terminal_id, payload, now=now)
+            if handled is not None:
+                fates[i] = handled if isinstance(handled, str) else _fate(handled)
         elif isinstance(payload, HealthReport | FaultEvent):
             reports.append(Report(terminal_id, payload))
             report_positions.append(i)

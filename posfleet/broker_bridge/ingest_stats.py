@@ -70,6 +70,8 @@ class IngestStats:
     writer_restarts: int = 0
     """Times the store writer process had to be started again after it died."""
     connects: int = 0
+    oversize: int = 0
+    """Payloads above the contract's limit that reached us; each is also a dead letter."""
     batch_latency: Histogram = field(default_factory=Histogram)
     """Seconds from taking a batch off the queue to its commit and acknowledgement."""
 

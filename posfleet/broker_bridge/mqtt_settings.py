@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from posfleet.contract import UPLINK_CHANNELS, uplink_filters
+from posfleet.tls_contexts import TlsFiles
 
 
 class BrokerConnection(BaseModel):
@@ -26,6 +27,7 @@ class BrokerConnection(BaseModel):
     client_id: Annotated[str, Field(min_length=1, max_length=128)] = "posfleet-central"
     keepalive: Annotated[int, Field(ge=5, le=3600)] = 30
     tls: bool = False
+    tls_files: TlsFiles = Field(default_factory=TlsFiles, description="CA and client cert")
     share_group: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")] | None = None
     session_expiry_s: Annotated[int, Field(ge=0)] = Field(
         default=24 * 3600,

@@ -5,6 +5,11 @@ with ``pattern`` lines on ``%u``, so it stays a few lines long however large the
 and a terminal can only ever touch its own subtree. Central services are named users
 that read and write the whole contract.
 
+Besides ``passwd`` (every user: the store's own record), the store writes one password
+file per listener: ``terminals.passwd`` for the terminals' listener and
+``services.passwd`` for the centre's, so that neither kind of login works on the other's
+listener (see :mod:`posfleet.central.mosquitto`).
+
 Password hashes use Mosquitto 2.0's PBKDF2-HMAC-SHA512 format
 (``$7$<iterations>$<base64 salt>$<base64 hash>``), computed here so that provisioning a
 fleet of ten thousand terminals takes seconds, not ten thousand ``mosquitto_passwd`` runs.
@@ -127,13 +132,25 @@ class BrokerAuthStore:
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         with self._locked():
             users, services = self._read()
-            if not self.passwd_path.exists() or self._acl_stale(services):
+            listener_files = (self.terminals_passwd_path, self.services_passwd_path)
+            missing = not all(path.exists() for path in (self.passwd_path, *listener_files))
+            if missing or self._acl_stale(services):
                 self._write(users, services)
 
     @property
     def passwd_path(self) -> Path:
         """The Mosquitto ``password_file``."""
         return self.directory / "passwd"
+
+    @property
+    def terminals_passwd_path(self) -> Path:
+        """The ``password_file`` of the terminals' listener: terminal logins only."""
+        return self.directory / "terminals.passwd"
+
+    @property
+    def services_passwd_path(self) -> Path:
+        """The ``password_file`` of the centre's listener: service users only."""
+        return self.directory / "services.passwd"
 
     @property
     def acl_path(self) -> Path:
@@ -264,8 +281,17 @@ class BrokerAuthStore:
             return True
 
     def _write(self, users: dict[str, str], services: set[str]) -> None:
-        passwd = "".join(f"{name}:{encoded}\n" for name, encoded in users.items())
-        _replace_file(self.passwd_path, passwd)
+        def lines(service: bool | None) -> str:
+            return "".join(
+                f"{name}:{encoded}\n"
+                for name, encoded in users.items()
+                if service is None or (name in services) == service
+            )
+
+        # Every change rewrites all three from the same users.
+        _replace_file(self.terminals_passwd_path, lines(service=False))
+        _replace_file(self.services_passwd_path, lines(service=True))
+        _replace_file(self.passwd_path, lines(service=None))
         # Rewritten when the service users or the contract's channels changed.
         if self._acl_stale(services):
             _replace_file(self.acl_path, render_acl(services))

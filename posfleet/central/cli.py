@@ -13,14 +13,24 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from posfleet import __version__
+from posfleet.central.cli_api import register as register_api
+from posfleet.central.cli_cases import register as register_cases
 from posfleet.central.cli_diagnostics import register as register_diagnostics
+from posfleet.central.cli_firmware import register as register_firmware
+from posfleet.central.cli_knowledge import register as register_knowledge
+from posfleet.central.cli_merchants import register as register_merchants
+from posfleet.central.cli_reports import register as register_reports
+from posfleet.central.cli_rollouts import register as register_rollouts
+from posfleet.central.cli_terminals import register as register_terminals
+from posfleet.central.cli_tls import register as register_tls
 from posfleet.central.errors import CentralError
 from posfleet.central.settings import CentralSettings, load_central_settings
 from posfleet.contract import ContractError
+from posfleet.store.errors import StoreError
 
 log = logging.getLogger("posfleet")
 
-ROLES = ("viewer", "support", "ops", "admin")
+ROLES = ("viewer", "support", "lead", "ops", "admin")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -38,7 +48,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         result: int = args.func(args)
-    except (CentralError, ContractError, ValueError, OSError) as exc:
+    except (CentralError, ContractError, StoreError, ValueError, OSError) as exc:
         print(f"posfleet: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -63,6 +73,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--health-interval", type=int, default=10, help="seconds between health reports (10)"
     )
+    p.add_argument(
+        "--story-speed",
+        type=_speed,
+        default=1.0,
+        metavar="N",
+        help="play the fault storyline N times faster; the simulated terminals' clocks run"
+        " N times faster too (default 1; e.g. 10 for a one-minute look or a test)",
+    )
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("simulate", help="run simulated terminals with their agents")
@@ -82,6 +100,13 @@ def _parser() -> argparse.ArgumentParser:
         "--demo-story",
         action="store_true",
         help="a few faults in the first minutes (paper out, reader errors, a site's host down)",
+    )
+    p.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="N",
+        help="time lapse: the terminals' clocks and the demo story run N times faster (1)",
     )
     p.set_defaults(func=_cmd_simulate)
 
@@ -125,7 +150,27 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True)
     p.set_defaults(func=_cmd_broker_provision_fleet)
     register_diagnostics(sub)
+    register_firmware(sub)
+    register_rollouts(sub)
+    register_terminals(sub)
+    register_merchants(sub)
+    register_api(sub)
+    register_cases(sub)
+    register_reports(sub)
+    register_tls(sub)
+    register_knowledge(sub)
     return parser
+
+
+def _speed(text: str) -> float:
+    """A time-lapse factor from the command line: a number from 0.1 to 100."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.1 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"{text} is not from 0.1 to 100")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> CentralSettings:
@@ -163,6 +208,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         port=args.port,
         var_dir=args.var_dir,
         health_interval_s=args.health_interval,
+        story_speed=args.story_speed,
     )
     return _run_until_signal(lambda stop: run_demo(options, stop))
 
@@ -181,6 +227,8 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         serial=SerialMode(args.serial),
         scenario=scenario,
         demo_story=args.demo_story,
+        speed=args.speed,
+        firmware_trusted_keys=fleet.firmware_trusted_keys,
     )
     terminals = fleet.terminals[: args.terminals] if args.terminals else fleet.terminals
     return _run_until_signal(lambda stop: run_fleet(terminals, options, stop))

@@ -75,17 +75,29 @@ def _actor() -> str:
 
 
 def _with_db(args: argparse.Namespace, work: Callable[[Any], Awaitable[int]]) -> int:
+    from sqlalchemy.exc import SQLAlchemyError
+
     from posfleet.diagnostics.errors import DiagnosticsError
     from posfleet.store.engine import create_engine
 
     settings: CentralSettings = load_central_settings(args.config)
 
     async def run() -> int:
-        engine = create_engine(settings.resolved_database_url)
+        url = settings.resolved_database_url
+        engine = create_engine(url)
         try:
             return await work(engine)
         except DiagnosticsError as exc:
             print(f"posfleet: error: {exc}", file=sys.stderr)
+            return 1
+        except SQLAlchemyError as exc:
+            # Most often a var dir nobody set up yet: no database file, or no tables.
+            reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            print(
+                f"posfleet: error: cannot read the database {engine.url.render_as_string()}: "
+                f"{reason}; create or migrate it with 'posfleet db upgrade'",
+                file=sys.stderr,
+            )
             return 1
         finally:
             await engine.dispose()
@@ -155,6 +167,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
             return 0
         print(_line(incident))
         print(f"  rule:        {incident.rule_id}   escalation: {incident.escalation}")
+        where = [("site", incident.site_id), ("merchant", incident.merchant_id)]
+        if any(value for _, value in where):
+            print(f"  where:       {', '.join(f'{k} {v}' for k, v in where if v)}")
         print(f"  cause:       {incident.cause}")
         print("  remedy:")
         for number, step in enumerate(incident.remedy, start=1):

@@ -34,3 +34,16 @@ class MosquittoStartError(MosquittoError):
     def __init__(self, message: str, log_path: Path) -> None:
         super().__init__(f"{message} (broker log: {log_path})")
         self.log_path = log_path
+
+
+class TlsMaterialError(CentralError):
+    """A certificate or key cannot be made, read or written as asked."""
+
+
+def database_unusable(exc: BaseException) -> str:
+    """The command line's one line for a database error: its first line, and the way out."""
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    return (
+        f"posfleet: error: cannot use the database: {reason}; "
+        "create or migrate it with 'posfleet db upgrade'"
+    )

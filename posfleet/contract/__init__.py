@@ -4,7 +4,14 @@ Pure: topic names, payload models and their JSON Schemas; no I/O.
 """
 
 from posfleet.contract.base import AwareDatetime, StrictModel, utcnow
-from posfleet.contract.commands import Command, CommandResult, CommandStatus
+from posfleet.contract.commands import (
+    FIRMWARE_CANCEL,
+    Command,
+    CommandResult,
+    CommandStatus,
+    FirmwareCancelArgs,
+    offer_belongs_to,
+)
 from posfleet.contract.errors import ContractError, TopicError
 from posfleet.contract.events import Component, FaultEvent, Severity
 from posfleet.contract.firmware import (
@@ -53,6 +60,7 @@ from posfleet.contract.topics import (
 )
 
 __all__ = [
+    "FIRMWARE_CANCEL",
     "MAX_PAYLOAD_BYTES",
     "MODEL_FOR_CHANNEL",
     "PREFIX",
@@ -69,6 +77,7 @@ __all__ = [
     "Component",
     "ContractError",
     "FaultEvent",
+    "FirmwareCancelArgs",
     "FirmwareManifest",
     "FirmwareOffer",
     "HealthMetrics",
@@ -96,6 +105,7 @@ __all__ = [
     "all_terminals_filter",
     "decode",
     "encode",
+    "offer_belongs_to",
     "terminal_filter",
     "topic",
     "uplink_filters",

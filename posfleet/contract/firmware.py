@@ -25,6 +25,10 @@ class FirmwareManifest(StrictModel):
         description="terminal models this image is built for"
     )
     allow_downgrade: bool = False
+    min_version: Version | None = Field(
+        default=None, description="oldest firmware version this image may update from"
+    )
+    release_notes: Annotated[str, Field(max_length=4000)] = ""
 
 
 class SignedManifest(StrictModel):

@@ -128,6 +128,53 @@ class Transactions(StrictModel):
     )
 
 
+ResultCodeHex = Annotated[str, Field(pattern=r"^[0-9A-F]{2}$")]
+
+
+class EcrEndOfDay(StrictModel):
+    """The totals of the last End of Day the cash register ran, as the terminal reported them."""
+
+    total_cents: NonNegativeInt
+    result_code: ResultCodeHex = Field(description="ZVT result code, hex (00 success)")
+
+
+class EcrLink(StrictModel):
+    """What the agent saw pass between the cash register and the terminal (ZVT pass-through).
+
+    Counted since the agent started; amounts and result codes only, never card data.
+    """
+
+    transactions: NonNegativeInt = Field(default=0, description="payments that ended")
+    approved: NonNegativeInt = 0
+    approved_cents: NonNegativeInt = 0
+    declined_by_code: dict[ResultCodeHex, NonNegativeInt] = Field(
+        default_factory=dict, description="acquirer declines by ZVT result code (01-63)"
+    )
+    read_errors: NonNegativeInt = Field(
+        default=0, description="payments that failed on the card (64 unreadable, 72 chip ...)"
+    )
+    cancelled: NonNegativeInt = Field(default=0, description="aborted by timeout or key (6C)")
+    failed_by_code: dict[ResultCodeHex, NonNegativeInt] = Field(
+        default_factory=dict, description="payments that failed on the terminal's side"
+    )
+    printer_not_ready: NonNegativeInt = Field(
+        default=0, description="times the terminal said printer not ready (CC)"
+    )
+    printer_ready: bool | None = Field(
+        default=None, description="the printer state the link last showed; None: not seen"
+    )
+    transaction_open: bool = False
+    end_of_day_runs: NonNegativeInt = 0
+    last_end_of_day: EcrEndOfDay | None = None
+    own_status_enquiries: NonNegativeInt = Field(
+        default=0, description="Status Enquiries the agent sent itself in idle gaps"
+    )
+    undecodable: NonNegativeInt = Field(
+        default=0,
+        description="APDUs on the link the agent could not decode (forwarded all the same)",
+    )
+
+
 class HealthMetrics(StrictModel):
     """Every health metric of contract v1; absent means the terminal cannot measure it."""
 
@@ -146,6 +193,9 @@ class HealthMetrics(StrictModel):
     transactions: Transactions | None = None
     uptime_s: NonNegativeInt | None = None
     reboot_reason: RebootReason | None = None
+    ecr: EcrLink | None = Field(
+        default=None, description="observed on the cash register's link (ZVT pass-through only)"
+    )
 
 
 class HealthReport(StrictModel):

@@ -33,6 +33,12 @@ class Inventory(StrictModel):
     agent_version: Version
     merchant_id: Annotated[str, Field(max_length=64)] = ""
     site_id: Annotated[str, Field(max_length=64)] = ""
+    merchant_name: Annotated[str, Field(max_length=128)] = Field(
+        default="", description="the merchant's trading name, as on its receipts (optional)"
+    )
+    site_name: Annotated[str, Field(max_length=128)] = Field(
+        default="", description="the site (shop, branch) in words (optional)"
+    )
     timezone: Annotated[str, Field(max_length=64)] = Field(
         default="UTC", description="IANA time zone of the terminal's site"
     )
@@ -46,6 +52,8 @@ class Inventory(StrictModel):
 
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
+        # OSError: a folder of the zone database ("America") is no zone, but opening
+        # it fails with IsADirectoryError when the tzdata package provides the zones.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f"unknown IANA time zone {value!r}") from None
         return value

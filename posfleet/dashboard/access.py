@@ -2,8 +2,14 @@
 
 Two ways in, kept apart on purpose: the API (``/api/``) accepts only
 ``Authorization: Bearer <token>``, which a browser never attaches on its own, so the API
-needs no CSRF defence; pages accept only the session cookie, and their forms carry a CSRF
-token. A route that declares no rule is refused when the app is built.
+needs no CSRF defence; pages accept only the session cookie, and every request that may
+change something (any method but GET, HEAD, OPTIONS) must carry the session's CSRF token,
+checked here for every such route at once. A route that declares no rule is refused when
+the app is built.
+
+A session cookie is signed, which refuses forgeries without a query; whether it is still
+live is decided by the database (:mod:`posfleet.store.sessions`), so a logout or a
+disabled account ends it on every instance and across restarts.
 """
 
 from __future__ import annotations
@@ -18,18 +24,21 @@ from aiohttp import web
 
 from posfleet.contract import utcnow
 from posfleet.dashboard.app_keys import (
-    ENDED_SESSIONS_KEY,
     ENGINE_KEY,
     PRINCIPAL_KEY,
     SESSION_KEY,
     SIGNER_KEY,
 )
+from posfleet.dashboard.csrf import require_session_csrf
 from posfleet.dashboard.errors import (
     ForbiddenError,
     NotAuthenticatedError,
     RouteAccessUndeclaredError,
 )
-from posfleet.store.accounts import Principal, Role, get_user, resolve_api_token
+from posfleet.i18n import mark as _
+from posfleet.store.accounts import Principal, Role, resolve_api_token
+from posfleet.store.engine import write_transaction
+from posfleet.store.sessions import LAST_SEEN_RESOLUTION, live_session, touch_session
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,8 @@ API_PREFIX = "/api/"
 FRAGMENT_PREFIX = "/fragments/"
 SESSION_COOKIE = "pf_session"
 LOGIN_PATH = "/login"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+"""Methods that change nothing, so a page request with them needs no CSRF token."""
 
 _RULE_ATTRIBUTE = "__posfleet_access_rule__"
 
@@ -92,44 +103,53 @@ def principal(request: web.Request) -> Principal:
     return request[PRINCIPAL_KEY]
 
 
+LANDING_PATH = "/overview"
+"""Where a login without a ``next`` lands: the overview."""
+
+
 def login_url(next_path: str) -> str:
     """The login page, returning to ``next_path`` afterwards."""
-    return f"{LOGIN_PATH}?{urlencode({'next': next_path})}" if next_path != "/" else LOGIN_PATH
+    return f"{LOGIN_PATH}?{urlencode({'next': next_path})}"
 
 
 async def _bearer_principal(request: web.Request) -> Principal:
     header = request.headers.get("Authorization", "")
     if not header:
-        raise NotAuthenticatedError("send an API token: Authorization: Bearer <token>")
-    scheme, _, token = header.partition(" ")
+        raise NotAuthenticatedError(_("send an API token: Authorization: Bearer <token>"))
+    scheme, _space, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise NotAuthenticatedError("the Authorization header must read: Bearer <token>")
+        raise NotAuthenticatedError(_("the Authorization header must read: Bearer <token>"))
     async with request.app[ENGINE_KEY].begin() as conn:
         found = await resolve_api_token(conn, token.strip())
     if found is None:
-        raise NotAuthenticatedError("the API token is unknown or revoked")
+        raise NotAuthenticatedError(_("the API token is unknown or revoked"))
     return found
 
 
 async def session_principal(request: web.Request) -> Principal | None:
-    """The user of the request's session cookie, if it is valid, live and enabled.
+    """The user of the request's session cookie, if it is well signed, live and enabled.
 
     Also stores the session under :data:`SESSION_KEY` for CSRF checks.
     """
     cookie = request.cookies.get(SESSION_COOKIE)
     if not cookie:
         return None
-    session = request.app[SIGNER_KEY].verify(cookie, utcnow())
-    if session is None or session.session_id in request.app[ENDED_SESSIONS_KEY]:
+    now = utcnow()
+    session = request.app[SIGNER_KEY].verify(cookie, now)
+    if session is None:
         return None
-    async with request.app[ENGINE_KEY].connect() as conn:
-        # Read the user on every request, so disabling an account or changing a role
-        # takes effect at once, not when the cookie expires.
-        user = await get_user(conn, session.user_id)
-    if user is None or user.disabled:
+    engine = request.app[ENGINE_KEY]
+    async with engine.connect() as conn:
+        # Read session and user on every request, so a logout, a disable or a role
+        # change takes effect at once on every instance, not when the cookie expires.
+        found = await live_session(conn, session.session_id, now)
+    if found is None or found.user_id != session.user_id:
         return None
+    if now - found.last_seen_at >= LAST_SEEN_RESOLUTION:
+        async with write_transaction(engine) as conn:
+            await touch_session(conn, session.session_id, now)
     request[SESSION_KEY] = session
-    return Principal.for_user(user)
+    return Principal("user", found.user_id, found.username, Role(found.role))
 
 
 @web.middleware
@@ -151,10 +171,16 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         found = await session_principal(request)
         if found is None:
             if request.path.startswith(FRAGMENT_PREFIX) or request.method != "GET":
-                raise NotAuthenticatedError("your session has ended; log in again")
+                raise NotAuthenticatedError(_("your session has ended; log in again"))
             raise web.HTTPSeeOther(login_url(request.path_qs))
         who = found
     if not who.role.permits(rule.role):
-        raise ForbiddenError(f"this needs the {rule.role} role; {who.actor} has {who.role}")
+        raise ForbiddenError(
+            _("this needs the {need} role; {actor} has {have}").format(
+                need=rule.role, actor=who.actor, have=who.role
+            )
+        )
+    if not is_api(request) and request.method not in SAFE_METHODS:
+        await require_session_csrf(request)
     request[PRINCIPAL_KEY] = who
     return await handler(request)

@@ -7,12 +7,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.dashboard.login_throttle import LoginThrottle
 from posfleet.dashboard.rejections import Rejections
-from posfleet.dashboard.session_tokens import EndedSessions, Session, SessionSigner
+from posfleet.dashboard.session_tokens import Session, SessionSigner
+from posfleet.diagnostics.remote_commands import CommandPublisher
 from posfleet.store.accounts import Principal
 
 ENGINE_KEY = web.AppKey("engine", AsyncEngine)
 SIGNER_KEY = web.AppKey("session_signer", SessionSigner)
-ENDED_SESSIONS_KEY = web.AppKey("ended_sessions", EndedSessions)
 LOGIN_THROTTLE_KEY = web.AppKey("login_throttle", LoginThrottle)
 REJECTIONS_KEY = web.AppKey("rejections", Rejections)
 
@@ -21,3 +21,7 @@ PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 
 SESSION_KEY = web.RequestKey("session", Session)
 """The browser session of a request authenticated by cookie (absent for API tokens)."""
+
+COMMANDS_KEY = web.AppKey[CommandPublisher]("command_publisher")
+"""Optional: what issues staff commands to terminals (the central service's MQTT sender);
+without it (no broker) a command is recorded queued and sent once a central service runs."""

@@ -16,6 +16,10 @@ from posfleet.dashboard.app_keys import SESSION_KEY, SIGNER_KEY
 from posfleet.dashboard.errors import CsrfRejectedError
 
 CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "X-CSRF-Token"
+"""Where a script's ``fetch`` sends the token instead of a form field."""
+
+_FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 
 
 def login_binding(presession_id: str) -> str:
@@ -35,8 +39,23 @@ def csrf_token(request: web.Request, binding: str) -> str:
 
 def require_csrf(request: web.Request, form: MultiMapping[object], binding: str) -> None:
     """Raise :class:`CsrfRejectedError` unless ``form`` carries the token for ``binding``."""
-    token = form.get(CSRF_FIELD)
+    _check(request, binding, form.get(CSRF_FIELD))
+
+
+def _check(request: web.Request, binding: str, token: object) -> None:
     if not isinstance(token, str) or not request.app[SIGNER_KEY].check_csrf(binding, token):
         raise CsrfRejectedError(
             "this form has expired or did not come from this site; reload the page and try again"
         )
+
+
+async def require_session_csrf(request: web.Request) -> None:
+    """Refuse a state-changing page request without its session's token.
+
+    The token comes from the :data:`CSRF_HEADER` header, or else from the form's
+    :data:`CSRF_FIELD` (the form is read here; aiohttp keeps it for the handler).
+    """
+    token: object = request.headers.get(CSRF_HEADER)
+    if token is None and request.content_type in _FORM_TYPES:
+        token = (await request.post()).get(CSRF_FIELD)
+    _check(request, session_binding(request), token)

@@ -42,6 +42,30 @@ class InvalidParameterError(RequestRejectedError):
         super().__init__(message)
         self.name = name
 
+    @property
+    def invalid_params(self) -> list[tuple[str, str]]:
+        """Each refused parameter with the reason: ``(name, reason)``."""
+        return [(self.name, self.message)]
+
+
+class UnknownParameterError(InvalidParameterError):
+    """Query parameters the route does not take: refused, so a typo never widens a filter."""
+
+    def __init__(self, names: list[str], accepted: list[str]) -> None:
+        shown = ", ".join(repr(n if len(n) <= 40 else n[:40] + "...") for n in names)
+        plural = "s" if len(names) > 1 else ""
+        super().__init__(
+            names[0], f"unknown query parameter{plural} {shown}; expected {', '.join(accepted)}"
+        )
+        self.names = names
+        self.accepted = accepted
+
+    @property
+    def invalid_params(self) -> list[tuple[str, str]]:
+        """Each unknown parameter, with the parameters the route takes."""
+        reason = f"unknown parameter; expected {', '.join(self.accepted)}"
+        return [(name, reason) for name in self.names]
+
 
 class NotAuthenticatedError(RequestRejectedError):
     """No credentials, or credentials that are unknown, revoked or expired."""

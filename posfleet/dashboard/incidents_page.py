@@ -8,6 +8,8 @@ back to the incident (post/redirect/get), so a reload never repeats it.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from functools import cache
+from typing import Any
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -15,88 +17,113 @@ from multidict import MultiMapping
 from posfleet.contract import utcnow
 from posfleet.dashboard.access import FRAGMENT_PREFIX, principal, requires
 from posfleet.dashboard.app_keys import ENGINE_KEY
-from posfleet.dashboard.csrf import csrf_token, require_csrf, session_binding
+from posfleet.dashboard.csrf import require_csrf, session_binding
 from posfleet.dashboard.errors import InvalidParameterError, NotFoundError, RequestRejectedError
+from posfleet.dashboard.fleet_view import terminal_rows
+from posfleet.dashboard.incident_forms import MAX_TEXT, ActionOptions, action_forms
 from posfleet.dashboard.incident_reading import (
     fetch_incident_detail,
     fetch_incident_page,
+    fetch_staff,
     parse_incident_id,
     parse_incident_query,
 )
+from posfleet.dashboard.incident_runs_view import EXPANDED_RUNS
 from posfleet.dashboard.incident_view import (
     INCIDENTS_PATH,
-    ActionOptions,
-    incident_detail_body,
-    incident_list_section,
+    detail_context,
     incident_path,
+    list_context,
 )
 from posfleet.dashboard.incidents_api import INCIDENT_ACTIONS_KEY, PLAYBOOK_RUNNER_KEY
-from posfleet.dashboard.markup import Markup
-from posfleet.dashboard.page_layout import live_page, page
+from posfleet.dashboard.paging_cursor import cursors
+from posfleet.dashboard.templating import _, render_fragment, render_page
 from posfleet.diagnostics.errors import (
     DiagnosticsError,
     IncidentNotFoundError,
     IncidentTransitionError,
     PlaybookError,
+    PlaybookTargetError,
 )
 from posfleet.diagnostics.incident_actions import IncidentActions
+from posfleet.diagnostics.incident_guidance import guidance_for
+from posfleet.diagnostics.playbook_targets import fleet_playbook_terminals
 from posfleet.diagnostics.playbooks import BUILTIN_PLAYBOOKS
+from posfleet.diagnostics.rule_engine import RuleEngine
+from posfleet.diagnostics.rule_files import load_builtin_rules
+from posfleet.diagnostics.rule_model import Escalation, Rule
 from posfleet.store.accounts import Role
-from posfleet.store.incidents import get_incident
 
 INCIDENTS_FRAGMENT_PATH = f"{FRAGMENT_PREFIX}incidents"
-MAX_TEXT = 4000
+
+RULE_ENGINE_KEY = web.AppKey("rule_engine", RuleEngine)
+"""Optional: the running rule engine, whose rules say each incident's playbook and who
+fixes it; without it, the built-in rule pack is read."""
 
 
-def _html(document: Markup, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=document, content_type="text/html")
+@cache
+def _builtin_rules() -> dict[str, Rule]:
+    return {rule.id: rule for rule in load_builtin_rules()}
 
 
-async def _list_section(request: web.Request) -> Markup:
-    query = parse_incident_query(request.query)
+def _rule(request: web.Request, rule_id: str) -> Rule | None:
+    engine = request.app.get(RULE_ENGINE_KEY)
+    if engine is None:
+        return _builtin_rules().get(rule_id)
+    return next((rule for rule in engine.rules if rule.id == rule_id), None)
+
+
+async def _list_context(request: web.Request) -> dict[str, Any]:
+    signer = cursors(request.app)
+    query = parse_incident_query(request.query, signer)
     async with request.app[ENGINE_KEY].connect() as conn:
-        found = await fetch_incident_page(conn, query)
-    return incident_list_section(found, query, utcnow())
+        found = await fetch_incident_page(conn, query, signer)
+    return list_context(found, query)
 
 
 @requires(Role.VIEWER)
 async def incident_list(request: web.Request) -> web.Response:
     """``GET /incidents``: unresolved incidents (or one state), newest first, kept current."""
-    document = live_page(
-        "Incidents",
-        await _list_section(request),
-        refresh_url=INCIDENTS_FRAGMENT_PATH,
-        user=principal(request),
-        csrf_token=csrf_token(request, session_binding(request)),
-    )
-    return _html(document)
+    context = {**await _list_context(request), "refresh_url": INCIDENTS_FRAGMENT_PATH}
+    return render_page(request, "incidents.html", context, scripts=["live-section.js"])
 
 
 @requires(Role.VIEWER)
 async def incident_list_fragment(request: web.Request) -> web.Response:
     """``GET /fragments/incidents``: the list alone, for the refresh script."""
-    return _html(await _list_section(request))
+    return render_fragment(request, "incident_list.html", await _list_context(request))
 
 
 @requires(Role.VIEWER)
 async def incident_detail(request: web.Request) -> web.Response:
-    """``GET /incidents/{id}``: cause, remedy, escalation, the terminal, actions, timeline."""
+    """``GET /incidents/{id}``: cause, remedy, who fixes it, actions, results, timeline."""
     incident_id = parse_incident_id(request.match_info["incident_id"])
     async with request.app[ENGINE_KEY].connect() as conn:
         detail = await fetch_incident_detail(conn, incident_id)
+        staff = await fetch_staff(conn)
     if detail is None:
-        raise NotFoundError(f"there is no incident #{incident_id}")
-    user = principal(request)
-    token = csrf_token(request, session_binding(request))
+        raise NotFoundError(_("there is no incident #%(id)s") % {"id": incident_id})
     runnable = (
         [(name, playbook.title) for name, playbook in BUILTIN_PLAYBOOKS.items()]
         if PLAYBOOK_RUNNER_KEY in request.app
         else []
     )
-    options = ActionOptions(token, user.role.permits(Role.SUPPORT), runnable)
-    body = incident_detail_body(detail, options, utcnow())
-    title = f"Incident #{incident_id}"
-    return _html(page(title, body, user=user, csrf_token=token))
+    record = detail.incident
+    guidance = guidance_for(record, _rule(request, record.rule_id))
+    options = ActionOptions(
+        principal(request).role.permits(Role.SUPPORT),
+        runnable,
+        default_playbook=guidance.playbook,
+        staff=staff,
+        targets=fleet_playbook_terminals(detail.children),
+    )
+    context = {
+        **detail_context(detail, guidance),
+        "forms": action_forms(record, incident_path(record.id), options),
+        "expanded_runs": EXPANDED_RUNS,
+        "terminal_rows": terminal_rows([detail.terminal], utcnow()) if detail.terminal else [],
+    }
+    return render_page(request, "incident.html", context)
 
 
 # -- actions ------------------------------------------------------------------------------
@@ -111,9 +138,10 @@ async def _checked_form(request: web.Request) -> MultiMapping[object]:
 def _text(form: MultiMapping[object], name: str, *, required: bool = False) -> str:
     value = form.get(name, "")
     if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise InvalidParameterError(name, f"{name} must be a text of at most {MAX_TEXT} characters")
+        message = _("%(name)s must be a text of at most %(limit)s characters")
+        raise InvalidParameterError(name, message % {"name": name, "limit": MAX_TEXT})
     if required and not value.strip():
-        raise InvalidParameterError(name, f"{name} must not be empty")
+        raise InvalidParameterError(name, _("%(name)s must not be empty") % {"name": name})
     return value
 
 
@@ -163,32 +191,61 @@ async def note_action(request: web.Request) -> web.Response:
     return await _done(incident_id, _domain_actions(request).note(incident_id, text, actor=actor))
 
 
-async def _incident_terminal(request: web.Request, incident_id: int) -> str:
-    async with request.app[ENGINE_KEY].connect() as conn:
-        record = await get_incident(conn, incident_id)
-    if record is None or record.terminal_id is None:
-        raise NotFoundError(f"there is no terminal incident #{incident_id}")
-    return record.terminal_id
+@requires(Role.SUPPORT)
+async def assign_action(request: web.Request) -> web.Response:
+    """``POST /incidents/{id}/assign`` with ``assignee`` (empty: nobody): give it to someone."""
+    incident_id = parse_incident_id(request.match_info["incident_id"])
+    form = await _checked_form(request)
+    name = _text(form, "assignee").strip()
+    if name:
+        async with request.app[ENGINE_KEY].connect() as conn:
+            staff = await fetch_staff(conn)
+        if name not in staff:
+            message = _("there is no staff member %(name)r; pick one from the list")
+            raise InvalidParameterError("assignee", message % {"name": name})
+    actor = principal(request).actor
+    action = _domain_actions(request).assign(incident_id, name or None, actor=actor)
+    return await _done(incident_id, action)
+
+
+@requires(Role.SUPPORT)
+async def escalate_action(request: web.Request) -> web.Response:
+    """``POST /incidents/{id}/escalate`` with ``to`` and ``reason``: send the problem on."""
+    incident_id = parse_incident_id(request.match_info["incident_id"])
+    form = await _checked_form(request)
+    try:
+        to = Escalation(_text(form, "to", required=True).strip())
+    except ValueError:
+        raise InvalidParameterError("to", _("to is on_site, swap or remote_fix")) from None
+    reason = _text(form, "reason").strip()
+    actor = principal(request).actor
+    action = _domain_actions(request).escalate(incident_id, to, actor=actor, reason=reason)
+    return await _done(incident_id, action)
 
 
 @requires(Role.SUPPORT)
 async def run_playbook_action(request: web.Request) -> web.Response:
-    """``POST /incidents/{id}/playbooks`` with ``playbook``: run it and show the outcome.
+    """``POST /incidents/{id}/playbooks`` with ``playbook`` (and, on a fleet incident,
+    ``terminal``: one of its terminals or ``*`` for all): run it and show the outcome.
 
-    Answers when the run has ended (every run has a server-side deadline); the outcome
-    is on the incident's timeline.
+    Answers when the runs have ended (every run has a server-side deadline); each run's
+    verdict is on the page, and on the terminal's own incident.
     """
     incident_id = parse_incident_id(request.match_info["incident_id"])
     form = await _checked_form(request)
     runner = request.app.get(PLAYBOOK_RUNNER_KEY)
     if runner is None:
-        raise RequestRejectedError("playbooks need the broker, and this dashboard has none")
-    terminal_id = await _incident_terminal(request, incident_id)
+        raise RequestRejectedError(_("playbooks need the broker, and this dashboard has none"))
     name = _text(form, "playbook", required=True)
+    terminal = _text(form, "terminal").strip()
     try:
-        await runner.run(
-            name, terminal_id, started_by=principal(request).actor, incident_id=incident_id
+        await runner.run_for_incident(
+            name, incident_id, terminal=terminal, started_by=principal(request).actor
         )
+    except IncidentNotFoundError:
+        raise NotFoundError(_("there is no incident #%(id)s") % {"id": incident_id}) from None
+    except PlaybookTargetError as exc:
+        raise InvalidParameterError("terminal", str(exc)) from None
     except PlaybookError as exc:
         raise InvalidParameterError("playbook", str(exc)) from None
     except DiagnosticsError as exc:
@@ -204,4 +261,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/ack", acknowledge_action)
     app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/resolve", resolve_action)
     app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/notes", note_action)
+    app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/assign", assign_action)
+    app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/escalate", escalate_action)
     app.router.add_post(f"{INCIDENTS_PATH}/{{incident_id}}/playbooks", run_playbook_action)

@@ -1,11 +1,13 @@
-"""``/login`` and ``/logout``: password login into a signed session cookie.
+"""``/login`` and ``/logout``: password login into a session (a signed cookie and its
+database row, see :mod:`posfleet.dashboard.browser_sessions`).
 
-Every attempt, good or bad, and every logout goes to the audit log.
+Every attempt, good or bad, and every logout goes to the audit log. Failed attempts are
+counted per account and per client address (:mod:`posfleet.dashboard.login_throttle`):
+past a few, the next attempt is answered 429 with ``Retry-After`` and not checked.
 """
 
 from __future__ import annotations
 
-import math
 from datetime import timedelta
 
 from aiohttp import web
@@ -13,6 +15,7 @@ from multidict import MultiMapping
 
 from posfleet.contract import utcnow
 from posfleet.dashboard.access import (
+    LANDING_PATH,
     LOGIN_PATH,
     SESSION_COOKIE,
     public,
@@ -20,26 +23,25 @@ from posfleet.dashboard.access import (
     session_principal,
 )
 from posfleet.dashboard.app_keys import (
-    ENDED_SESSIONS_KEY,
     ENGINE_KEY,
     LOGIN_THROTTLE_KEY,
     PRINCIPAL_KEY,
     REJECTIONS_KEY,
-    SESSION_KEY,
     SIGNER_KEY,
 )
+from posfleet.dashboard.browser_sessions import begin_session, finish_session
+from posfleet.dashboard.browser_sessions import set_browser_cookie as _set_cookie
 from posfleet.dashboard.csrf import (
-    CSRF_FIELD,
     csrf_token,
     login_binding,
     require_csrf,
-    session_binding,
 )
-from posfleet.dashboard.markup import Markup, concat, element
-from posfleet.dashboard.page_layout import page
+from posfleet.dashboard.login_throttle import Throttled
 from posfleet.dashboard.session_tokens import is_well_formed_id, new_id
+from posfleet.dashboard.templating import _, render_public_page
 from posfleet.store.accounts import Role, record_audit, verify_login
 from posfleet.store.engine import write_transaction
+from posfleet.store.login_attempts import AttemptKind
 
 PRESESSION_COOKIE = "pf_login"
 PRESESSION_LIFETIME = timedelta(hours=1)
@@ -49,24 +51,10 @@ _AUDIT_TARGET_MAX = 128
 def safe_next(value: object) -> str:
     """Where to go after login: a path on this site only, never another origin."""
     if not isinstance(value, str) or not value.startswith("/") or value.startswith("//"):
-        return "/"
+        return LANDING_PATH
     if "\\" in value or not value.isprintable() or value.startswith(LOGIN_PATH):
-        return "/"
+        return LANDING_PATH
     return value
-
-
-def _set_cookie(
-    request: web.Request, response: web.StreamResponse, name: str, value: str, lifetime: timedelta
-) -> None:
-    response.set_cookie(
-        name,
-        value,
-        max_age=int(lifetime.total_seconds()),
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure,
-    )
 
 
 def _text_field(form: MultiMapping[object], name: str) -> str:
@@ -74,50 +62,43 @@ def _text_field(form: MultiMapping[object], name: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _login_page(token: str, next_path: str, username: str = "", error: str = "") -> Markup:
-    form = element(
-        "form",
-        element("input", type="hidden", name=CSRF_FIELD, value=token),
-        element("input", type="hidden", name="next", value=next_path),
-        element(
-            "label",
-            "Username",
-            element(
-                "input",
-                name="username",
-                value=username,
-                autocomplete="username",
-                required=True,
-                autofocus=not username,
-            ),
-        ),
-        element(
-            "label",
-            "Password",
-            element(
-                "input",
-                type="password",
-                name="password",
-                autocomplete="current-password",
-                required=True,
-                autofocus=bool(username),
-            ),
-        ),
-        element("button", "Log in", type="submit"),
-        method="post",
-        action=LOGIN_PATH,
-        class_="login",
+def _login_page(
+    request: web.Request,
+    token: str,
+    next_path: str,
+    username: str = "",
+    error: str = "",
+    *,
+    status: int = 200,
+) -> web.Response:
+    context = {
+        "csrf_token": token,
+        "login_path": LOGIN_PATH,
+        "next_path": next_path,
+        "username": username,
+        "error": error,
+    }
+    return render_public_page(request, "login.html", context, status=status)
+
+
+def _throttled_page(
+    request: web.Request, token: str, next_path: str, username: str, held: Throttled
+) -> web.Response:
+    """429: the attempt was not checked; ``Retry-After`` says when the next one will be."""
+    seconds = held.retry_after_s
+    if held.kind is AttemptKind.ADDRESS:
+        error = _("Too many failed logins from this address. Try again in %(seconds)s s.")
+    else:
+        error = _("Too many failed logins for this user. Try again in %(seconds)s s.")
+    response = _login_page(
+        request, token, next_path, username, error % {"seconds": seconds}, status=429
     )
-    notice = element("p", error, class_="error", role="alert") if error else None
-    return page("Log in", concat([element("h1", "Log in"), notice, form]))
+    response.headers["Retry-After"] = str(seconds)
+    return response
 
 
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={"Location": location})
-
-
-def _html(body: Markup, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=body, content_type="text/html")
 
 
 @public
@@ -130,7 +111,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
     presession = request.cookies.get(PRESESSION_COOKIE, "")
     if not is_well_formed_id(presession):
         presession = new_id()
-    response = _html(_login_page(csrf_token(request, login_binding(presession)), next_path))
+    response = _login_page(request, csrf_token(request, login_binding(presession)), next_path)
     _set_cookie(request, response, PRESESSION_COOKIE, presession, PRESESSION_LIFETIME)
     return response
 
@@ -145,48 +126,46 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = _text_field(form, "password")
     next_path = safe_next(form.get("next"))
     token = csrf_token(request, login_binding(presession))
-    remote = {"remote": request.remote or ""}
-    now = utcnow()
-
     throttle = request.app[LOGIN_THROTTLE_KEY]
-    if (wait := throttle.retry_after(username, now)) is not None:
+    address = throttle.client_address(request)
+    remote = {"remote": request.remote or "", "client": address}
+    now = utcnow()
+    checked_at = throttle.clock()
+
+    async with request.app[ENGINE_KEY].connect() as conn:
+        held = await throttle.check(conn, username, address, checked_at)
+    if held is not None:
         request.app[REJECTIONS_KEY].count("login_throttled", username)
-        minutes = math.ceil(wait.total_seconds() / 60)
-        error = f"Too many failed logins for this user. Try again in {minutes} min."
-        return _html(_login_page(token, next_path, username, error), status=429)
+        return _throttled_page(request, token, next_path, username, held)
 
     async with write_transaction(request.app[ENGINE_KEY]) as conn:
         user = await verify_login(conn, username, password)
         if user is None:
             target = username[:_AUDIT_TARGET_MAX]
             await record_audit(conn, "anonymous", "login.failed", target, remote, "")
+            await throttle.failed(conn, username, address, checked_at)
         else:
+            cookie = await begin_session(request, conn, user.id, now)
             await record_audit(conn, f"user:{user.username}", "login", user.username, remote, "")
+            await throttle.succeeded(conn, username)
     if user is None:
-        throttle.failed(username, now)
         request.app[REJECTIONS_KEY].count("login_failed", username)
-        error = "Wrong username or password, or the account is disabled."
-        return _html(_login_page(token, next_path, username, error))
+        error = _("Wrong username or password, or the account is disabled.")
+        return _login_page(request, token, next_path, username, error)
 
-    throttle.succeeded(username)
-    signer = request.app[SIGNER_KEY]
-    # A new session id at login, never the pre-session's: a planted cookie cannot become
-    # someone's authenticated session (session fixation).
-    _session, cookie = signer.issue(user.id, now)
     response = _see_other(next_path)
-    _set_cookie(request, response, SESSION_COOKIE, cookie, signer.ttl)
+    _set_cookie(request, response, SESSION_COOKIE, cookie, request.app[SIGNER_KEY].ttl)
     response.del_cookie(PRESESSION_COOKIE, path="/")
     return response
 
 
 @requires(Role.VIEWER)
 async def logout(request: web.Request) -> web.StreamResponse:
-    """``POST /logout``: end the session for good, even though its cookie is still signed."""
-    form = await request.post()
-    require_csrf(request, form, session_binding(request))
-    request.app[ENDED_SESSIONS_KEY].end(request[SESSION_KEY], utcnow())
+    """``POST /logout``: end the session for good, on every instance, though its cookie is
+    still signed (the CSRF token was checked by the access middleware)."""
     who = request[PRINCIPAL_KEY]
     async with write_transaction(request.app[ENGINE_KEY]) as conn:
+        await finish_session(request, conn, utcnow())
         await record_audit(conn, who.actor, "logout", who.name, {"remote": request.remote or ""})
     response = _see_other(LOGIN_PATH)
     response.del_cookie(SESSION_COOKIE, path="/")

@@ -17,9 +17,11 @@ from aiohttp import web
 from posfleet.broker_bridge.housekeeping import Housekeeping
 from posfleet.broker_bridge.ingest import Ingest
 from posfleet.dashboard.access import public
-from posfleet.dashboard.app_keys import ENGINE_KEY
+from posfleet.dashboard.app_keys import ENGINE_KEY, LOGIN_THROTTLE_KEY
 from posfleet.dashboard.errors import ForbiddenError, NotAuthenticatedError
+from posfleet.dashboard.firmware_download import FIRMWARE_KEY, download_metric_families
 from posfleet.store.accounts import Role, resolve_api_token
+from posfleet.store.login_attempts import AttemptKind
 from posfleet.store.schema import terminals
 
 INGEST_KEY = web.AppKey("ingest", Ingest)
@@ -43,6 +45,11 @@ _INGEST_COUNTERS = (
     ("duplicates_total", "Redelivered messages that were already stored.", "duplicates"),
     ("dead_letters_total", "Messages rejected into the dead-letter table.", "dead_lettered"),
     ("ignored_total", "Messages on channels that nothing stores yet.", "ignored"),
+    (
+        "oversize_total",
+        "Payloads above the contract's size limit that reached the centre (dead-lettered).",
+        "oversize",
+    ),
     ("store_retries_total", "Batches retried after a transient database error.", "store_retries"),
     ("hook_errors_total", "Failures of the on_stored hook (diagnostics).", "hook_errors"),
     (
@@ -146,6 +153,17 @@ async def render_metrics(app: web.Application) -> str:
             "Terminals marked offline after missing two heartbeats.",
             [("", housekeeping.stats.marked_offline)],
         )
+    firmware = app.get(FIRMWARE_KEY)
+    if firmware is not None:
+        for name, kind, help_text, samples in download_metric_families(firmware.stats):
+            out.family(name, kind, help_text, samples)
+    throttle = app[LOGIN_THROTTLE_KEY]
+    out.family(
+        "posfleet_login_throttled_total",
+        "counter",
+        "Login attempts held back by the throttle (this instance), by the limit that held them.",
+        [(f'{{limit="{kind.value}"}}', throttle.throttled[kind]) for kind in AttemptKind],
+    )
     return out.text()
 
 

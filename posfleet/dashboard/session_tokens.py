@@ -5,8 +5,9 @@ tampering directly.
 
 A session cookie reads ``v1.<session id>.<user id>.<expiry>.<signature>``: the signature is
 HMAC-SHA256 over everything before it, so neither the user nor the expiry can be changed
-without the server's secret. Nothing is stored server-side except the ids of sessions
-that logged out before their expiry (:class:`EndedSessions`).
+without the server's secret. The signature lets a forged cookie be refused without a
+database query; whether a well-signed session is still live (not logged out, its user
+not disabled) is decided by the database (:mod:`posfleet.store.sessions`).
 """
 
 from __future__ import annotations
@@ -107,27 +108,3 @@ class SessionSigner:
         if not (binding and token.isascii()):
             return False
         return hmac.compare_digest(token, self.csrf_token(binding))
-
-
-class EndedSessions:
-    """Ids of sessions that logged out before they expired; their cookies are refused.
-
-    Kept in memory: an id is dropped once its cookie would have expired anyway, so the
-    set never holds more than one session lifetime's worth of logouts.
-    """
-
-    def __init__(self) -> None:
-        self._expiry_by_id: dict[str, int] = {}
-
-    def end(self, session: Session, now: datetime) -> None:
-        """Refuse ``session`` from now on."""
-        self._forget_expired(now)
-        self._expiry_by_id[session.session_id] = session.expires_at
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._expiry_by_id
-
-    def _forget_expired(self, now: datetime) -> None:
-        limit = now.timestamp()
-        for session_id in [s for s, exp in self._expiry_by_id.items() if exp <= limit]:
-            del self._expiry_by_id[session_id]

@@ -12,6 +12,7 @@ from posfleet.diagnostics.errors import (
     IncidentNotFoundError,
     IncidentTransitionError,
     PlaybookError,
+    PlaybookTargetError,
     RuleFileError,
 )
 from posfleet.diagnostics.findings import Finding, FindingKind
@@ -46,6 +47,7 @@ __all__ = [
     "Playbook",
     "PlaybookError",
     "PlaybookRunner",
+    "PlaybookTargetError",
     "Rule",
     "RuleEngine",
     "RuleFileError",

@@ -80,7 +80,8 @@ class IncidentAnalytics(pydantic.BaseModel):
     """Mean time from opening to resolution, over resolved incidents."""
 
 
-def _window(since: datetime, until: datetime) -> list[sa.ColumnElement[bool]]:
+def opened_between(since: datetime, until: datetime) -> list[sa.ColumnElement[bool]]:
+    """Conditions for terminal incidents opened in ``[since, until)``."""
     return [
         incidents.c.kind == IncidentKind.TERMINAL.value,
         incidents.c.opened_at >= since,
@@ -101,7 +102,7 @@ async def count_by(
     n = sa.func.count().label("n")
     query = (
         sa.select(column.label("key"), n)
-        .where(*_window(since, until))
+        .where(*opened_between(since, until))
         .group_by(column)
         .order_by(n.desc(), column)
         .limit(limit)
@@ -121,9 +122,10 @@ def _bucket_expr(conn: AsyncConnection, bucket: Bucket) -> sa.ColumnElement[Any]
     return sa.func.strftime(fmt, opened)
 
 
-def _seconds_between(
+def seconds_between(
     conn: AsyncConnection, start: sa.ColumnElement[Any], end: sa.ColumnElement[Any]
 ) -> sa.ColumnElement[Any]:
+    """Seconds from ``start`` to ``end`` in SQL, in the connection's dialect."""
     if conn.dialect.name == "postgresql":
         return sa.func.extract("epoch", end - start)
     return (sa.func.julianday(end) - sa.func.julianday(start)) * 86400.0
@@ -136,7 +138,7 @@ async def over_time(
     expr = _bucket_expr(conn, bucket).label("start")
     query = (
         sa.select(expr, sa.func.count().label("n"))
-        .where(*_window(since, until))
+        .where(*opened_between(since, until))
         .group_by(expr)
         .order_by(expr)
     )
@@ -148,11 +150,11 @@ async def mean_times(
 ) -> tuple[float | None, float | None]:
     """(MTTA, MTTR) in seconds over incidents opened in the window."""
     i = incidents.c
-    ack = sa.select(sa.func.avg(_seconds_between(conn, i.opened_at, i.acknowledged_at))).where(
-        *_window(since, until), i.acknowledged_at.is_not(None)
+    ack = sa.select(sa.func.avg(seconds_between(conn, i.opened_at, i.acknowledged_at))).where(
+        *opened_between(since, until), i.acknowledged_at.is_not(None)
     )
-    res = sa.select(sa.func.avg(_seconds_between(conn, i.opened_at, i.resolved_at))).where(
-        *_window(since, until), i.resolved_at.is_not(None)
+    res = sa.select(sa.func.avg(seconds_between(conn, i.opened_at, i.resolved_at))).where(
+        *opened_between(since, until), i.resolved_at.is_not(None)
     )
     mtta = (await conn.execute(ack)).scalar()
     mttr = (await conn.execute(res)).scalar()
@@ -169,11 +171,13 @@ async def incident_analytics(
 ) -> IncidentAnalytics:
     """The whole report for incidents opened in ``[since, until)``."""
     i = incidents.c
-    total = (await conn.execute(sa.select(sa.func.count()).where(*_window(since, until)))).scalar()
+    total = (
+        await conn.execute(sa.select(sa.func.count()).where(*opened_between(since, until)))
+    ).scalar()
     unresolved = (
         await conn.execute(
             sa.select(sa.func.count()).where(
-                *_window(since, until), i.state != IncidentState.RESOLVED.value
+                *opened_between(since, until), i.state != IncidentState.RESOLVED.value
             )
         )
     ).scalar()

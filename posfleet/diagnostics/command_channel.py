@@ -14,14 +14,16 @@ import contextlib
 import itertools
 import logging
 import secrets
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
 from typing import Any, Protocol, Self
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import BaseModel
 
 from posfleet.contract import (
     QOS,
@@ -35,6 +37,7 @@ from posfleet.contract import (
     utcnow,
 )
 from posfleet.diagnostics.errors import CommandTimeoutError, DiagnosticsError
+from posfleet.tls_contexts import TlsFiles
 
 log = logging.getLogger(__name__)
 RESULTS_FILTER = "pos/v1/+/cmd/result"
@@ -65,6 +68,8 @@ class BrokerLogin:
     username: str
     password: str
     client_id: str = "posfleet-commands"
+    tls: TlsFiles | None = None
+    """Connect over TLS with these files (``mqtts://``); ``None``: plain MQTT."""
 
 
 _ids = itertools.count(1)
@@ -76,11 +81,18 @@ def new_command_id() -> str:
 
 
 class MqttCommandSender:
-    """The real command channel; an async context manager."""
+    """The real command channel; an async context manager.
+
+    It is also the centre's one publisher of downlink messages (:meth:`publish`), which
+    the firmware offers go through.
+    """
 
     def __init__(self, login: BrokerLogin) -> None:
         self.login = login
         self._waiting: dict[str, asyncio.Future[CommandResult]] = {}
+        # PUBACKs awaited by publish(), by mid; paho's thread resolves them.
+        self._acks: dict[int, asyncio.Future[None]] = {}
+        self._acks_lock = threading.Lock()
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = mqtt.Client(
@@ -89,10 +101,13 @@ class MqttCommandSender:
             protocol=mqtt.MQTTv5,
         )
         self._client.username_pw_set(login.username, login.password)
+        if login.tls is not None:
+            self._client.tls_set_context(login.tls.context())
         self._client.on_connect = self._on_connect
         self._client.on_subscribe = self._on_subscribe
         self._client.on_message = self._on_message
         self._client.on_disconnect = self._on_disconnect
+        self._client.on_publish = self._on_publish
 
     async def __aenter__(self) -> Self:
         self._loop = asyncio.get_running_loop()
@@ -158,7 +173,57 @@ class MqttCommandSender:
         finally:
             self._waiting.pop(command.id, None)
 
+    async def publish(
+        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
+    ) -> None:
+        """Publish ``payload`` on the terminal's ``channel`` (QoS 1, never retained).
+
+        Returns once the broker has acknowledged it (PUBACK); raises
+        :class:`DiagnosticsError` if it is not connected or does not answer within
+        ``timeout_s``. Nothing is queued for later: a caller that gets the error tries
+        again itself, with fresh content.
+        """
+        loop = asyncio.get_running_loop()
+        mid: int | None = None
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+                # Under the lock, so that paho's thread cannot see the PUBACK before
+                # the future for its mid is registered.
+                with self._acks_lock:
+                    info = self._client.publish(
+                        topic(terminal_id, channel), encode(payload), qos=QOS
+                    )
+                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                        why = mqtt.error_string(info.rc)
+                        raise DiagnosticsError(f"cannot publish {channel} to {terminal_id}: {why}")
+                    mid = info.mid
+                    acked: asyncio.Future[None] = loop.create_future()
+                    self._acks[mid] = acked
+                await acked
+        except TimeoutError:
+            raise DiagnosticsError(
+                f"the broker did not acknowledge {channel} for {terminal_id} within {timeout_s}s"
+            ) from None
+        finally:
+            if mid is not None:
+                with self._acks_lock:
+                    self._acks.pop(mid, None)
+
     # -- paho's thread -------------------------------------------------------------------
+
+    def _on_publish(
+        self,
+        _client: mqtt.Client,
+        _userdata: object,
+        mid: int,
+        reason_code: ReasonCode,
+        _properties: object,
+    ) -> None:
+        with self._acks_lock:
+            future = self._acks.pop(mid, None)
+        if future is not None:
+            self._call(_settle, future, None if not reason_code.is_failure else str(reason_code))
 
     def _on_connect(
         self,
@@ -198,3 +263,12 @@ class MqttCommandSender:
         if self._loop is not None:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(func, *args)
+
+
+def _settle(future: asyncio.Future[None], refusal: str | None) -> None:
+    if future.done():
+        return
+    if refusal is None:
+        future.set_result(None)
+    else:
+        future.set_exception(DiagnosticsError(f"the broker refused the message: {refusal}"))

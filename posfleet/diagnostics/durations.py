@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from datetime import timedelta
 
@@ -14,11 +15,19 @@ def parse_duration(value: object) -> timedelta:
     if isinstance(value, bool):
         raise ValueError(f"{value!r} is not a duration")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise ValueError(f"{value!r} is too long for a duration") from None
     elif isinstance(value, str) and (match := _DURATION.match(value)):
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError(f"{value!r} is not a duration; write e.g. 30s, 5m, 1h or 2d")
+    if math.isnan(seconds):
+        raise ValueError(f"{value!r} is not a duration")
     if seconds < 0:
         raise ValueError(f"{value!r}: a duration cannot be negative")
-    return timedelta(seconds=seconds)
+    try:
+        return timedelta(seconds=seconds)
+    except OverflowError:
+        raise ValueError(f"{value!r} is too long for a duration") from None

@@ -46,6 +46,14 @@ class PlaybookError(DiagnosticsError):
     """A playbook that does not exist or cannot be started."""
 
 
+class PlaybookTargetError(DiagnosticsError):
+    """A playbook cannot run on the terminal asked for (or on any) from this incident."""
+
+    def __init__(self, message: str, *, terminal: str | None) -> None:
+        super().__init__(message)
+        self.terminal = terminal
+
+
 class CommandTimeoutError(DiagnosticsError):
     """A terminal did not answer a command before the server-side deadline."""
 
@@ -56,3 +64,42 @@ class CommandTimeoutError(DiagnosticsError):
         self.terminal_id = terminal_id
         self.command_id = command_id
         self.timeout_s = timeout_s
+
+
+class CommandRequestError(DiagnosticsError):
+    """A staff command that cannot be issued as asked; ``field`` names the bad input."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class UnknownTerminalError(DiagnosticsError):
+    """No terminal with that id has ever reported."""
+
+    def __init__(self, terminal_id: str) -> None:
+        super().__init__(f"no terminal {terminal_id!r}")
+        self.terminal_id = terminal_id
+
+
+class BackupNotFoundError(DiagnosticsError):
+    """No configuration backup with that id."""
+
+    def __init__(self, backup_id: int) -> None:
+        super().__init__(f"no configuration backup {backup_id}")
+        self.backup_id = backup_id
+
+
+class RestoreRefusedError(DiagnosticsError):
+    """A restore onto a replacement that cannot go ahead as asked; ``field`` names why.
+
+    ``conflict`` is True when the request is well formed but the registry's state
+    forbids it (the old terminal was already replaced by another one).
+    """
+
+    def __init__(self, field: str, message: str, *, conflict: bool = False) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.conflict = conflict

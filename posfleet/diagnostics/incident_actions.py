@@ -2,6 +2,7 @@
 
 Each action is one transaction that changes the incident, appends to the audit log
 (who, what, when, why) and, for escalation and resolution, notifies the webhooks.
+Assignment and escalation also leave a note on the incident's timeline.
 The API handlers and the CLI both call these.
 """
 
@@ -28,6 +29,11 @@ from posfleet.store.incidents import (
     get_incident,
     resolve_incident,
 )
+
+# -- timeline text (the notes an action leaves) -----------------------------------------
+_ASSIGNED = "assigned to {assignee}"
+_UNASSIGNED = "unassigned"
+_ESCALATED = "escalated to {to}"
 
 
 class IncidentActions:
@@ -71,7 +77,17 @@ class IncidentActions:
         """Give the incident to a staff member (None: nobody)."""
         async with write_transaction(self._engine) as conn:
             await _existing(conn, incident_id)
-            await assign_incident(conn, incident_id, assignee, now=utcnow())
+            now = utcnow()
+            await assign_incident(conn, incident_id, assignee, now=now)
+            await add_note(
+                conn,
+                incident_id,
+                author=actor,
+                kind="assignment",
+                text=_ASSIGNED.format(assignee=assignee) if assignee else _UNASSIGNED,
+                detail={"assignee": assignee},
+                now=now,
+            )
             await record_audit(
                 conn, actor, "incident.assign", _target(incident_id), {"assignee": assignee}
             )
@@ -117,7 +133,17 @@ class IncidentActions:
             current = await _existing(conn, incident_id)
             if current.state is IncidentState.RESOLVED:
                 raise IncidentTransitionError(f"incident #{incident_id} is resolved")
-            await escalate_incident(conn, incident_id, to.value, now=utcnow())
+            now = utcnow()
+            await escalate_incident(conn, incident_id, to.value, now=now)
+            await add_note(
+                conn,
+                incident_id,
+                author=actor,
+                kind="escalation",
+                text=reason.strip() or _ESCALATED.format(to=to.value),
+                detail={"to": to.value, "reason": reason.strip()},
+                now=now,
+            )
             await record_audit(
                 conn, actor, "incident.escalate", _target(incident_id), {"to": to.value}, reason
             )

@@ -165,9 +165,9 @@ class IncidentRecorder:
             title=group.describe(rule.title, len(group.members)),
             component=rule.component.value,
             severity=rule.severity.value,
-            escalation=rule.escalation.value,
+            escalation=group.escalation(rule.escalation).value,
             cause=group.cause(),
-            remedy=rule.remedy,
+            remedy=group.remedy(),
             facts={"correlated_by": group.by.value, "value": group.value},
             site_id=group.value if group.by.value == "site" else None,
             merchant_id=group.value if group.by.value == "merchant" else None,
@@ -190,12 +190,18 @@ class IncidentRecorder:
         )
         await set_parent(conn, member_ids, parent_id, now=now)
         children = await count_unresolved_children(conn, parent_id)
+        # Written on every join, not only at opening: the group grows, and a fleet
+        # incident reopened or opened by an older version gets the current texts.
         await conn.execute(
             sa.update(incidents)
             .where(incidents.c.id == parent_id)
             .values(
                 title=group.describe(rule.title, children),
                 facts={**spec.facts, "children": children},
+                cause=spec.cause,
+                remedy=list(spec.remedy),
+                escalation=spec.escalation,
+                **await _shared_identity(conn, parent_id),
             )
         )
         # A group that grew into a wider one (a site's outage turning out to be the
@@ -203,6 +209,12 @@ class IncidentRecorder:
         for old_parent in previous_parents:
             if await count_unresolved_children(conn, old_parent) == 0:
                 await _resolve_by_id(conn, old_parent, now, f"merged into incident #{parent_id}")
+            else:
+                await conn.execute(
+                    sa.update(incidents)
+                    .where(incidents.c.id == old_parent)
+                    .values(**await _shared_identity(conn, old_parent))
+                )
         if outcome is OpenOutcome.OPENED:
             self.stats.fleet_opened += 1
         record = await get_incident(conn, parent_id)
@@ -246,6 +258,31 @@ async def _resolve_by_id(conn: AsyncConnection, incident_id: int, now: datetime,
             updated_at=now,
         )
     )
+
+
+async def _shared_identity(conn: AsyncConnection, parent_id: int) -> dict[str, str | None]:
+    """The site and merchant every child of ``parent_id`` shares; None where they differ.
+
+    Resolved children count too: the fleet incident is about every terminal it grouped,
+    as its page shows them.
+    """
+    i = incidents.c
+    shared: dict[str, str | None] = {}
+    for column in (i.site_id, i.merchant_id):
+        row = (
+            await conn.execute(
+                sa.select(
+                    sa.func.count(),
+                    sa.func.count(column),
+                    sa.func.count(sa.distinct(column)),
+                    sa.func.min(column),
+                ).where(i.parent_id == parent_id)
+            )
+        ).one()
+        children, known, distinct, value = row
+        one = children > 0 and known == children and distinct == 1
+        shared[column.name] = str(value) if one else None
+    return shared
 
 
 async def _identity(conn: AsyncConnection, terminal_id: str) -> dict[str, Any]:

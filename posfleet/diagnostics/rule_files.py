@@ -4,6 +4,10 @@ A rule file is a mapping with one key, ``rules``, holding a list of rules (see
 ``docs/diagnostics.md``). Loading either returns every rule of the file or raises
 :class:`RuleFileError` naming the file, the line and the reason: a file is never half
 loaded, which is what lets a reload keep the running rules when a new file is bad.
+
+A rule's probable cause and remedy steps come from its knowledge-base entry
+(:mod:`posfleet.knowledge.builtin_entries`: the entry of the rule's id, or the one ``kb:``
+names) unless the rule writes its own ``cause`` and ``remedy``, as a site's rule may.
 """
 
 from __future__ import annotations
@@ -20,9 +24,16 @@ from posfleet.contract import Component, Severity
 from posfleet.diagnostics.cel_expressions import CelSyntaxError, Expression
 from posfleet.diagnostics.durations import parse_duration
 from posfleet.diagnostics.errors import RuleFileError
-from posfleet.diagnostics.rule_model import CorrelateBy, Escalation, EventCount, Rule
+from posfleet.diagnostics.rule_model import (
+    CorrelateBy,
+    Escalation,
+    EventCount,
+    FixLocation,
+    Rule,
+)
+from posfleet.knowledge.builtin_entries import ENTRY_ID, builtin_entries
 
-_E = TypeVar("_E", Component, Severity, Escalation)
+_E = TypeVar("_E", Component, Severity, Escalation, FixLocation)
 
 RULE_ID = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)*$")
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
@@ -45,8 +56,10 @@ _KNOWN_KEYS = {
     "escalation",
     "correlate",
     "playbook",
+    "fixed_by",
+    "kb",
 }
-_REQUIRED = ("id", "title", "component", "severity", "cause", "remedy", "escalation")
+_REQUIRED = ("id", "title", "component", "severity", "escalation")
 
 
 class _Located:
@@ -89,8 +102,13 @@ class _Located:
         if not isinstance(self.node, yaml.ScalarNode):
             raise self.error(f"{what} must be a single value")
         # Resolve the scalar the way YAML would (numbers, booleans) without building
-        # arbitrary objects: the safe constructor only knows plain types.
-        return yaml.SafeLoader("").construct_object(self.node)
+        # arbitrary objects: the safe constructor only knows plain types. It rejects an
+        # unknown tag with a YAMLError, but a bad value of a known one (2024-02-30,
+        # !!bool maybe, !!float abc) with the built-in error of the conversion.
+        try:
+            return yaml.SafeLoader("").construct_object(self.node)
+        except (yaml.YAMLError, ValueError, KeyError, TypeError):
+            raise self.error(f"{what} {self.node.value!r} is not a value YAML can read") from None
 
     def texts(self, what: str) -> tuple[str, ...]:
         if isinstance(self.node, yaml.ScalarNode):
@@ -109,6 +127,9 @@ def parse_rules(text: str, path: str | Path = "<rules>") -> list[Rule]:
         raise RuleFileError(name, line, f"not valid YAML: {exc.problem or exc}") from exc
     except yaml.YAMLError as exc:
         raise RuleFileError(name, None, f"not valid YAML: {exc}") from exc
+    except RecursionError:
+        # The composer recurses once per nesting level: [[[[... deep enough fails here.
+        raise RuleFileError(name, None, "not valid YAML: nested too deeply") from None
     if root is None:
         raise RuleFileError(name, 1, "the file is empty; expected a 'rules:' list")
     top = _Located(name, root).mapping("the file")
@@ -195,13 +216,15 @@ def _rule(item: _Located) -> Rule:
             _check_name(codes, name)
             events.append(EventCount(name, codes.texts(f"events.{name}")))
     _check_references(fields, increase, events)
+    cause, remedy, kb = _guidance(item, fields, rule_id)
     return Rule(
         id=rule_id,
         title=fields["title"].text("title"),
         component=_enum(fields["component"], Component, "component"),
         severity=_enum(fields["severity"], Severity, "severity"),
-        cause=fields["cause"].text("cause").strip(),
-        remedy=fields["remedy"].texts("remedy"),
+        cause=cause,
+        remedy=remedy,
+        kb=kb,
         escalation=_enum(fields["escalation"], Escalation, "escalation"),
         when=when,
         clear_when=_expression(fields, "clear_when"),
@@ -215,8 +238,40 @@ def _rule(item: _Located) -> Rule:
             for value in (fields["correlate"].texts("correlate") if "correlate" in fields else ())
         ),
         playbook=fields["playbook"].text("playbook") if "playbook" in fields else None,
+        fixed_by=(
+            _enum(fields["fixed_by"], FixLocation, "fixed_by") if "fixed_by" in fields else None
+        ),
         source=f"{item.path}:{item.line}",
     )
+
+
+def _guidance(
+    item: _Located, fields: dict[str, _Located], rule_id: str
+) -> tuple[str, tuple[str, ...], str | None]:
+    """The rule's probable cause, remedy steps and knowledge entry id.
+
+    The built-in pack keeps cause and remedy in the knowledge base (the entry of the rule's
+    id, or the one ``kb:`` names); a site's rule may still write its own, which then win.
+    """
+    named = fields["kb"].text("kb") if "kb" in fields else None
+    if named is not None and not ENTRY_ID.match(named):
+        raise fields["kb"].error(f"kb {named!r} must be a dotted lower-case entry id")
+    entry = builtin_entries().get(named or rule_id)
+    if named is not None and entry is None:
+        raise fields["kb"].error(f"the knowledge base has no entry {named!r}")
+    given = [key for key in ("cause", "remedy") if key in fields]
+    if len(given) == 1:
+        other = "remedy" if given == ["cause"] else "cause"
+        raise item.error(f"rule {rule_id!r} gives {given[0]!r} but is missing {other!r}")
+    kb = entry.id if entry is not None else None
+    if given:
+        return fields["cause"].text("cause").strip(), fields["remedy"].texts("remedy"), kb
+    if entry is None:
+        raise item.error(
+            f"rule {rule_id!r} is missing 'cause' and 'remedy', and the knowledge base has "
+            f"no entry {rule_id!r} to take them from (name one with 'kb:')"
+        )
+    return entry.cause, entry.remedy, kb
 
 
 def _expression(fields: dict[str, _Located], key: str) -> Expression | None:

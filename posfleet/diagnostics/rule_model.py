@@ -21,6 +21,17 @@ class Escalation(StrEnum):
     SWAP = "swap"
 
 
+class FixLocation(StrEnum):
+    """Where the rule's remedy is carried out, and by whom: what support tells the merchant."""
+
+    MERCHANT = "merchant"
+    """On site, by the merchant (support can talk them through it on the phone)."""
+    REMOTE = "remote"
+    """From the support desk, with remote commands; nobody needs to be on site."""
+    TECHNICIAN = "technician"
+    """A technician's visit to the merchant."""
+
+
 class CorrelateBy(StrEnum):
     """Shared causes under which a rule's incidents are grouped into one fleet incident."""
 
@@ -66,6 +77,11 @@ class Rule:
     absence_intervals: float | None = None
     correlate: tuple[CorrelateBy, ...] = ()
     playbook: str | None = None
+    fixed_by: FixLocation | None = None
+    """Who carries out ``remedy``, and where; None when the rule file does not say."""
+    kb: str | None = None
+    """The knowledge-base entry that explains the rule (where ``cause`` and ``remedy`` come
+    from unless the rule file writes its own); None when there is none."""
     source: str = field(default="", compare=False)
     """``file:line`` the rule was read from, for messages."""
 

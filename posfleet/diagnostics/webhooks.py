@@ -149,21 +149,48 @@ class WebhookNotifier:
 
     async def _deliver(self, url: str, body: dict[str, Any]) -> None:
         assert self._http is not None
-        delay = self.settings.backoff_initial_s
-        for attempt in range(1, self.settings.max_attempts + 1):
-            try:
-                async with self._http.post(url, json=body) as response:
-                    if response.status < 300:
-                        self.stats.delivered += 1
-                        return
-                    permanent = 400 <= response.status < 500 and response.status not in (408, 429)
-                    reason = f"HTTP {response.status}"
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                permanent, reason = False, str(exc) or type(exc).__name__
-            if permanent or attempt == self.settings.max_attempts:
-                self.stats.failed += 1
-                log.warning("webhook %s gave up on %s: %s", url, body["event"], reason)
-                return
-            self.stats.retries += 1
-            await asyncio.sleep(random.uniform(delay / 2, delay))
-            delay = min(delay * 2, self.settings.backoff_max_s)
+        delivery = await post_json(self._http, self.settings, url, body, what=str(body["event"]))
+        self.stats.retries += delivery.retries
+        if delivery.delivered:
+            self.stats.delivered += 1
+        else:
+            self.stats.failed += 1
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """How one POST to one webhook went."""
+
+    delivered: bool
+    retries: int
+
+
+async def post_json(
+    http: aiohttp.ClientSession,
+    settings: WebhookSettings,
+    url: str,
+    body: dict[str, Any],
+    *,
+    what: str,
+) -> Delivery:
+    """POST ``body`` to ``url``, retrying with jittered backoff as ``settings`` say.
+
+    A 4xx other than 408/429 is final at once; anything else is tried again up to
+    ``max_attempts``. Giving up is logged with ``what`` was sent.
+    """
+    delay = settings.backoff_initial_s
+    for attempt in range(1, settings.max_attempts + 1):
+        try:
+            async with http.post(url, json=body) as response:
+                if response.status < 300:
+                    return Delivery(delivered=True, retries=attempt - 1)
+                permanent = 400 <= response.status < 500 and response.status not in (408, 429)
+                reason = f"HTTP {response.status}"
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            permanent, reason = False, str(exc) or type(exc).__name__
+        if permanent or attempt == settings.max_attempts:
+            log.warning("webhook %s gave up on %s: %s", url, what, reason)
+            return Delivery(delivered=False, retries=attempt - 1)
+        await asyncio.sleep(random.uniform(delay / 2, delay))
+        delay = min(delay * 2, settings.backoff_max_s)
+    return Delivery(delivered=False, retries=0)  # max_attempts 0: nothing was tried

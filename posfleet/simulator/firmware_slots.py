@@ -1,22 +1,32 @@
 """The A/B firmware slots of a simulated terminal: transfer, verify, activate, confirm, roll back.
 
-Sans time: the terminal model decides when a reboot happens and calls in here.
+Sans time: the terminal model decides when a reboot happens and calls in here. Which
+images boot, which are refused and which fail after boot: see
+:mod:`posfleet.simulator.firmware_images`.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from posfleet.agent.drivers.base import FirmwareSlot, FirmwareSlots, FirmwareTransfer
 from posfleet.agent.drivers.maintenance_actions import FirmwareImageInfo
 from posfleet.agent.drivers.maintenance_codes import ResultCode
 from posfleet.simulator.errors import TerminalRefusal
+from posfleet.simulator.firmware_images import (
+    BOOT_LOOP_MARKER,
+    CRASH_MARKER,
+    REJECT_MARKER,
+    read_header,
+    reader_error_rate_of,
+)
+
+__all__ = ["BLOCK_SIZE", "BOOT_LOOP_MARKER", "SLOT_CAPACITY", "FirmwareSlotsModel"]
 
 BLOCK_SIZE = 4096
 SLOT_CAPACITY = 64 << 20
-BOOT_LOOP_MARKER = b"POSFLEET-SIM-BOOT-LOOP"
-"""An image that contains these bytes never boots: the terminal rolls back on its own."""
 
 
 @dataclass
@@ -33,7 +43,15 @@ def _other(slot: FirmwareSlot) -> FirmwareSlot:
 class FirmwareSlotsModel:
     """Two slots, one active; a new image goes into the other one."""
 
-    def __init__(self, version: str, *, block_size: int = BLOCK_SIZE) -> None:
+    def __init__(
+        self,
+        version: str,
+        *,
+        block_size: int = BLOCK_SIZE,
+        model: str = "",
+        reader_error_rates: Mapping[str, float] | None = None,
+    ) -> None:
+        self.model = model
         self.active = FirmwareSlot.A
         self.versions = {FirmwareSlot.A: version, FirmwareSlot.B: ""}
         self.block_size = block_size
@@ -41,6 +59,16 @@ class FirmwareSlotsModel:
         self.last_rollback = ""
         self.updates = 0
         self.boot_loops = {FirmwareSlot.A: False, FirmwareSlot.B: False}
+        self.crashes = {FirmwareSlot.A: False, FirmwareSlot.B: False}
+        """Slots whose image boots but whose payment application then crashes."""
+        self.reader_errors: dict[FirmwareSlot, float | None] = {
+            FirmwareSlot.A: None,
+            FirmwareSlot.B: None,
+        }
+        """The card-read error rate each slot's image forces (None: the reader's own)."""
+        self.reader_error_rates = dict(reader_error_rates or {})
+        """By firmware version: the error rate the reader has while that version runs."""
+        self.refused_images = 0
         self._transfer: _Transfer | None = None
 
     @property
@@ -49,9 +77,23 @@ class FirmwareSlotsModel:
         return _other(self.active)
 
     @property
+    def transfer_received(self) -> int:
+        """Bytes of the image transfer in progress received so far (0: none under way)."""
+        return 0 if self._transfer is None else len(self._transfer.data)
+
+    @property
     def active_version(self) -> str:
         """The version the terminal runs."""
         return self.versions[self.active]
+
+    @property
+    def forced_reader_error_rate(self) -> float | None:
+        """The card-read error rate the running firmware causes, None if it adds nothing.
+
+        The image's own marker wins; else the rate configured for the running version.
+        """
+        marked = self.reader_errors[self.active]
+        return marked if marked is not None else self.reader_error_rates.get(self.active_version)
 
     def status(self) -> FirmwareSlots:
         """What FIRMWARE STATUS reports."""
@@ -99,8 +141,27 @@ class FirmwareSlotsModel:
         if hashlib.sha256(transfer.data).digest() != transfer.info.sha256:
             # A corrupt image is never kept: the next BEGIN starts from scratch.
             self._transfer = None
+            self.refused_images += 1
             raise TerminalRefusal(ResultCode.IMAGE_MISMATCH)
+        problem = self._vendor_check(transfer)
+        if problem:
+            self._transfer = None
+            self.refused_images += 1
+            raise TerminalRefusal(ResultCode.IMAGE_MISMATCH, problem)
         transfer.verified = True
+
+    def _vendor_check(self, transfer: _Transfer) -> str:
+        """What the terminal's own image check finds wrong ("" if nothing)."""
+        if REJECT_MARKER in transfer.data:
+            return "vendor signature check failed"
+        header = read_header(transfer.data)
+        if header is None:
+            return ""
+        if header.version != transfer.info.version:
+            return f"image is {header.version}, announced as {transfer.info.version}"
+        if self.model and self.model not in header.models:
+            return f"image is not built for model {self.model}"
+        return ""
 
     def activate(self, *, force_boot_loop: bool = False) -> FirmwareSlot:
         """Switch to the verified image; it runs on trial. Returns the new active slot."""
@@ -110,6 +171,8 @@ class FirmwareSlotsModel:
         target = self.inactive
         self.versions[target] = transfer.info.version
         self.boot_loops[target] = force_boot_loop or BOOT_LOOP_MARKER in transfer.data
+        self.crashes[target] = CRASH_MARKER in transfer.data
+        self.reader_errors[target] = reader_error_rate_of(transfer.data)
         self._transfer = None
         self.active = target
         self.pending_confirm = True

@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import time
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -46,6 +48,10 @@ __all__ = [
 
 START_SPREAD_S = 5.0
 """Agents start spread over this many seconds, as a real fleet does, not all at once."""
+FIRMWARE_HEALTH_WINDOW_S = 30.0
+"""How long a simulated terminal runs new firmware before its agent confirms it (a real
+agent waits 5 minutes by default); the time lapse shortens it like the agents' other
+firmware waits."""
 
 
 class SerialMode(StrEnum):
@@ -69,6 +75,11 @@ class FleetOptions:
     reconnect_max_s: float = 60.0
     scenario: Scenario | None = None
     demo_story: bool = False
+    speed: float = 1.0
+    """Time lapse: the terminals' clocks (and the demo story) run this many times faster;
+    the agents' firmware waits (health window, busy retries) are that much shorter."""
+    firmware_trusted_keys: dict[str, Path] = field(default_factory=dict)
+    """Release keys the agents trust for firmware (the fleet file's), by key id."""
 
 
 @dataclass
@@ -98,6 +109,7 @@ def agent_settings(
     terminal: FleetTerminal, options: FleetOptions, serial_url: str
 ) -> AgentSettings:
     """The agent settings for one simulated terminal."""
+    health_window_s = FIRMWARE_HEALTH_WINDOW_S / options.speed
     return AgentSettings(
         terminal_id=terminal.terminal_id,
         broker_url=options.broker_url,
@@ -109,14 +121,37 @@ def agent_settings(
         state_dir=options.state_dir / terminal.terminal_id,
         driver=options.scenario.terminal.protocol if options.scenario else "maintenance",
         site_id=terminal.site_id,
+        merchant_name=terminal.merchant_name,
+        site_name=terminal.site_name,
         timezone=terminal.timezone,
         reconnect_min_s=min(1.0, options.reconnect_max_s),
         reconnect_max_s=options.reconnect_max_s,
+        firmware_trusted_keys=options.firmware_trusted_keys,
+        firmware_health_window_s=health_window_s,
+        firmware_health_poll_s=min(5.0, health_window_s / 5),
+        firmware_busy_retry_s=30.0 / options.speed,
+        firmware_window_recheck_s=60.0 / options.speed,
     )
 
 
+def time_lapse_clock(speed: float) -> Callable[[], float]:
+    """A monotonic clock that runs ``speed`` times faster than real time from now on.
+
+    Simulated terminals built on it sell, print and drain their batteries ``speed``
+    times faster; the agents and the central service keep real time.
+    """
+    if speed <= 0:
+        raise ValueError(f"the simulation speed must be above 0, not {speed}")
+    if speed == 1:
+        return time.monotonic
+    origin = time.monotonic()
+    return lambda: origin + (time.monotonic() - origin) * speed
+
+
 def simulated_terminal(
-    terminal: FleetTerminal, scenario: Scenario | None = None
+    terminal: FleetTerminal,
+    scenario: Scenario | None = None,
+    clock: Callable[[], float] = time.monotonic,
 ) -> SimulatedTerminal:
     """The simulated hardware of one fleet terminal (reproducible from its id and seed).
 
@@ -127,7 +162,9 @@ def simulated_terminal(
     # broker reuse seeds, and the centre refuses one device under two terminal ids.
     serial = "SN" + hashlib.sha256(terminal.terminal_id.encode()).hexdigest()[:16].upper()
     setup = scenario.terminal.model_dump() if scenario is not None else {}
-    return SimulatedTerminal(serial, seed=terminal.seed, merchant_id=terminal.merchant_id, **setup)
+    return SimulatedTerminal(
+        serial, seed=terminal.seed, merchant_id=terminal.merchant_id, clock=clock, **setup
+    )
 
 
 async def _run_one(
@@ -171,6 +208,7 @@ async def run_fleet(
     if not terminals:
         raise ValueError("the fleet has no terminals")
     run = run if run is not None else FleetRun()
+    clock = time_lapse_clock(options.speed)
     spread = options.start_spread_s / max(1, len(terminals))
     log.info(
         "starting %d simulated terminals (%s serial) against %s",
@@ -180,11 +218,12 @@ async def run_fleet(
     )
     async with asyncio.TaskGroup() as tasks:
         for i, terminal in enumerate(terminals):
-            model = simulated_terminal(terminal, options.scenario)
+            model = simulated_terminal(terminal, options.scenario, clock)
             run.terminals[terminal.terminal_id] = model
             tasks.create_task(
                 _run_one(terminal, model, options, stop, i * spread), name=terminal.terminal_id
             )
         if options.demo_story:
-            tasks.create_task(play_story(terminals, run.terminals, stop), name="demo-story")
+            story = play_story(terminals, run.terminals, stop, speed=options.speed)
+            tasks.create_task(story, name="demo-story")
     log.info("simulated fleet stopped")

@@ -24,6 +24,8 @@ class FleetTerminal(BaseModel):
     password: str
     merchant_id: str = ""
     site_id: str = ""
+    merchant_name: str = ""
+    site_name: str = ""
     timezone: str = "UTC"
     seed: int = 0
 
@@ -35,6 +37,11 @@ class FleetFile(BaseModel):
 
     broker_url: str
     terminals: list[FleetTerminal]
+    firmware_trusted_keys: dict[str, Path] = Field(
+        default_factory=dict,
+        description="release keys every simulated agent trusts for firmware: key id -> "
+        "PEM public key file (none: every offer is refused as not trusted)",
+    )
 
 
 class FleetFileError(ValueError):

@@ -26,7 +26,9 @@ scenario at once. Example::
 Each event does exactly one thing: ``inject`` or ``clear`` a fault (see ``FaultName``:
 ``host_down``, ``tamper``, ``reboot_loop``, ``firmware_boot_loop`` ...), ramp the reader
 error rate, change the line (``noise``, ``silent``, ``byte_delay_ms`` for a slow link),
-or an ``action``: ``settle``, ``begin_sale``, ``end_sale``.
+or an ``action``: ``settle``, ``begin_sale``, ``end_sale``. An ``[ecr]`` table sets up a
+ZVT terminal's cash-register session: password, receipts, and what each card presented
+does (:mod:`posfleet.simulator.zvt_ecr_cards`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,8 @@ from posfleet.simulator.errors import ScenarioError, SimulatorError
 from posfleet.simulator.faults import FaultName
 from posfleet.simulator.serial_endpoint import LinkFaults
 from posfleet.simulator.terminal_model import SimulatedTerminal
+from posfleet.simulator.zvt_ecr_cards import EcrSetup
+from posfleet.simulator.zvt_ecr_session import configure_ecr
 
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
@@ -121,6 +125,11 @@ class TerminalSetup(_Strict):
     transactions_per_hour: Annotated[float, Field(ge=0, le=3600)] = 30.0
     reader_error_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
     firmware_version: str = "2.4.1"
+    firmware_reader_error_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = Field(
+        default_factory=dict
+    )
+    """By firmware version: the card-read error rate while that version runs (a
+    firmware that installs fine but whose reader driver regressed)."""
 
 
 class Scenario(_Strict):
@@ -130,6 +139,8 @@ class Scenario(_Strict):
     description: str = ""
     terminal: TerminalSetup = TerminalSetup()
     events: list[ScenarioEvent] = Field(default_factory=list)
+    ecr: EcrSetup | None = None
+    """A ZVT terminal's cash-register session (see :mod:`posfleet.simulator.zvt_ecr_cards`)."""
 
     @property
     def duration_s(self) -> float:
@@ -153,6 +164,8 @@ class Scenario(_Strict):
         """
         if link is None and any(e.link is not None for e in self.events):
             raise SimulatorError(f"scenario {self.name!r} changes the line: pass its LinkFaults")
+        if self.ecr is not None:
+            configure_ecr(terminal, self.ecr)
         now = terminal.elapsed_s
         for event in self.events:
             terminal.schedule(now + event.at, _action(event, terminal, link))

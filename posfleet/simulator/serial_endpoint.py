@@ -1,7 +1,9 @@
 """Serve a simulated terminal on the terminal's side of a serial link: a pty or TCP.
 
 The agent opens the far end exactly as it opens real hardware (``serial_for_url`` on the
-pty's slave path, or ``socket://host:port``). Everything runs on the event loop, one file
+pty's slave path, or ``socket://host:port``). ``serve_tcp(..., framing="none")`` speaks
+ZVT's TCP transport instead: APDUs unframed, ``80 00 00`` as the acknowledgement
+(``zvt+tcp://host:port`` on the agent's side). Everything runs on the event loop, one file
 descriptor per terminal and no threads, so one process can host a thousand terminals.
 :class:`LinkFaults` makes the line misbehave on purpose.
 """
@@ -17,9 +19,9 @@ import tty
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
-from posfleet.agent.serial.apdu import Apdu
+from posfleet.agent.serial.apdu import Apdu, ApduStream
 from posfleet.agent.serial.errors import ApduError
 from posfleet.agent.serial.frames import (
     ACK,
@@ -185,6 +187,58 @@ class TerminalSession:
         return bytes(self._rng.choice(_NOISE_BYTES) for _ in range(self._rng.randint(1, 12)))
 
 
+class UnframedSession:
+    """Sans-IO terminal side of a ZVT-over-TCP connection: unframed APDUs, no ACK bytes.
+
+    The terminal's first answer (``80 00 00`` or ``84 xx``) is its acknowledgement; it sends
+    its next message with it and each further one when the ECR answered the previous one.
+    """
+
+    def __init__(self, responder: Responder, faults: LinkFaults, stats: EndpointStats) -> None:
+        self.responder = responder
+        self.faults = faults
+        self.stats = stats
+        self._stream = ApduStream()
+        self._conversation: deque[Apdu] = deque()
+
+    def receive(self, data: bytes) -> bytes:
+        """Consume bytes from the ECR; return the bytes the terminal sends back."""
+        self.responder.terminal.advance()
+        out = bytearray()
+        for raw in self._stream.feed(data):
+            if self.faults.silent:
+                continue
+            out += self._on_apdu(raw)
+        return bytes(out)
+
+    def _on_apdu(self, raw: bytes) -> bytes:
+        try:
+            req = Apdu.decode(raw)
+        except ApduError:  # cannot happen: the stream cut it by its own length field
+            self.stats.bad_frames += 1
+            return b""
+        if req.is_success:
+            # The ECR's answer to our last message.
+            return self._conversation.popleft().encode() if self._conversation else b""
+        if self.faults.drop_next > 0:
+            self.faults.drop_next -= 1
+            return b""
+        self.stats.requests += 1
+        answer = self.responder.handle(req)
+        messages = [answer] if isinstance(answer, Apdu) else list(answer)
+        if self.faults.swallow_replies > 0:
+            self.faults.swallow_replies -= 1
+            messages = messages[:1]
+        if not messages:
+            return b""
+        first, *rest = messages
+        self._conversation = deque(rest)
+        out = first.encode()
+        if self._conversation and first.is_success:
+            out += self._conversation.popleft().encode()
+        return out
+
+
 class _Pacer:
     """Delivers output no faster than ``byte_delay_s`` allows, in order."""
 
@@ -284,9 +338,12 @@ async def serve_tcp(
     faults: LinkFaults | None = None,
     stats: EndpointStats | None = None,
     seed: int = 0,
+    framing: Literal["serial", "none"] = "serial",
 ) -> AsyncIterator[str]:
-    """Serve ``terminal`` on TCP and yield its ``socket://host:port`` URL.
+    """Serve ``terminal`` on TCP and yield its URL.
 
+    ``framing="serial"``: the serial line's bytes over TCP (``socket://host:port``);
+    ``framing="none"``: ZVT's TCP transport, unframed APDUs (``zvt+tcp://host:port``).
     Each connection gets its own session; ``faults`` and ``stats`` are shared by all.
     """
     faults = faults or LinkFaults()
@@ -299,7 +356,11 @@ async def serve_tcp(
         task = asyncio.current_task()
         assert task is not None
         connections[task] = writer
-        session = TerminalSession(responder, faults, stats, random.Random(seed))
+        session: TerminalSession | UnframedSession
+        if framing == "none":
+            session = UnframedSession(responder, faults, stats)
+        else:
+            session = TerminalSession(responder, faults, stats, random.Random(seed))
         try:
             while data := await reader.read(4096):
                 reply = session.receive(data)
@@ -316,7 +377,8 @@ async def serve_tcp(
 
     server = await asyncio.start_server(connected, host, port)
     bound = server.sockets[0].getsockname()
-    url = f"socket://{bound[0]}:{bound[1]}"
+    scheme = "zvt+tcp" if framing == "none" else "socket"
+    url = f"{scheme}://{bound[0]}:{bound[1]}"
     try:
         yield url
     finally:

@@ -16,7 +16,6 @@ import random
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Literal
 
@@ -30,6 +29,14 @@ from posfleet.contract import (
     Severity,
 )
 from posfleet.simulator.card_numbers import fake_pan
+from posfleet.simulator.card_reads import (
+    READER_FAULT_RATE,
+    READER_OK_RATE,
+    ErrorRamp,
+    ReadCounts,
+    choose_interface,
+    read_attempts,
+)
 from posfleet.simulator.errors import TerminalRefusal
 from posfleet.simulator.faults import FaultName, fault_event
 from posfleet.simulator.firmware_slots import FirmwareSlotsModel
@@ -37,7 +44,8 @@ from posfleet.simulator.log_journal import LogJournal
 from posfleet.simulator.readings import counters_reading, health_reading
 from posfleet.simulator.terminal_config import ParameterStore, default_parameters
 
-__all__ = ["FaultName", "SimulatedTerminal"]  # FaultName stays importable from here
+# FaultName and READER_FAULT_RATE stay importable from here
+__all__ = ["READER_FAULT_RATE", "FaultName", "SimulatedTerminal"]
 
 TICK_S = 10.0
 ROLL_LINES = 1500
@@ -51,30 +59,10 @@ BOOT_ATTEMPTS = 3
 DUKPT_PER_KEY = 1_000_000
 READER_WEAR_PER_INSERTION = 2e-8
 """Each chip insertion wears the contacts: +2% error rate per million insertions."""
-READER_FAULT_RATE = 0.05
-"""Error rate above which the terminal itself reports failing card reads."""
+FAILING_READER_RATE = 0.4
+"""Share of read attempts a dirty or worn reader (fault ``reader_errors``) gets wrong."""
 
 Protocol = Literal["maintenance", "zvt"]
-
-
-@dataclass
-class _Reader:
-    reads: int = 0
-    errors: int = 0
-
-
-@dataclass
-class _Ramp:
-    start_t: float
-    end_t: float
-    start_rate: float
-    end_rate: float
-
-    def at(self, t: float) -> float:
-        if t >= self.end_t or self.end_t <= self.start_t:
-            return self.end_rate
-        share = max(0.0, t - self.start_t) / (self.end_t - self.start_t)
-        return self.start_rate + (self.end_rate - self.start_rate) * share
 
 
 class SimulatedTerminal:
@@ -97,6 +85,7 @@ class SimulatedTerminal:
         reader_error_rate: float = 0.01,
         transactions_per_hour: float = 30.0,
         protocol: Protocol = "maintenance",
+        firmware_reader_error_rates: dict[str, float] | None = None,
     ) -> None:
         self._rng = random.Random(seed)
         self._clock = clock
@@ -127,8 +116,8 @@ class SimulatedTerminal:
         self.paper_lines = rng.randrange(ROLL_LINES // 3, ROLL_LINES)
         self.paper_rolls = rng.randrange(50, 2000)
         self.lines_printed = rng.randrange(10_000, 500_000)
-        self.readers = {"chip": _Reader(), "magstripe": _Reader(), "contactless": _Reader()}
-        self.lifetime = {"chip": _Reader(), "magstripe": _Reader(), "contactless": _Reader()}
+        self.readers = {name: ReadCounts() for name in ("chip", "magstripe", "contactless")}
+        self.lifetime = {name: ReadCounts() for name in self.readers}
         self.insertions = rng.randrange(1_000, 50_000)
         self.base_rssi = rng.randrange(-72, -50) if portable else None
         self.rssi = self.base_rssi
@@ -147,11 +136,15 @@ class SimulatedTerminal:
         self.reboot_reason = RebootReason.POWER_ON
         self.reboots = 0
         self.printed: list[str] = []
-        self.firmware = FirmwareSlotsModel(firmware_version)
+        self.firmware = FirmwareSlotsModel(
+            firmware_version,
+            model=self._identity.model,
+            reader_error_rates=firmware_reader_error_rates,
+        )
         self.config = ParameterStore(default_parameters(serial, merchant_id))
         self.journal = LogJournal()
         self._activated_t: float | None = None
-        self._ramp: _Ramp | None = None
+        self._ramp: ErrorRamp | None = None
         self._fault_seq = 0
         self._faults: deque[tuple[int, DetectedFault]] = deque(maxlen=MAX_QUEUED_FAULTS)
         self._latched: set[str] = set()
@@ -237,7 +230,7 @@ class SimulatedTerminal:
     def ramp_reader_errors(self, start_rate: float, end_rate: float, over_s: float) -> None:
         """Let the card-read error rate move linearly from ``start_rate`` to ``end_rate``."""
         self.advance()
-        self._ramp = _Ramp(self._t, self._t + over_s, start_rate, end_rate)
+        self._ramp = ErrorRamp(self._t, self._t + over_s, start_rate, end_rate)
 
     def _raise(self, name: FaultName, detail: str | None = None) -> None:
         self.queue_fault(fault_event(name, detail))
@@ -337,23 +330,18 @@ class SimulatedTerminal:
             self._latched.discard("battery.low")
 
     def reader_error_rate_now(self) -> float:
-        """The card-read error rate at this moment: base, wear, ramp and faults."""
+        """The card-read error rate at this moment: base, firmware, wear, ramp and faults."""
         if FaultName.READER_DEFECTIVE in self.active:
             return 1.0
         if FaultName.READER_ERRORS in self.active:
-            return 0.4
+            return FAILING_READER_RATE
         base = self.reader_error_rate if self._ramp is None else self._ramp.at(self._t)
+        base = max(base, self.firmware.forced_reader_error_rate or 0.0)
         return min(1.0, base + self.insertions * READER_WEAR_PER_INSERTION)
 
     def _transaction(self) -> None:
         rng = self._rng
-        interface = rng.choices(("contactless", "chip", "magstripe"), (60, 35, 5))[0]
-        reader, lifetime = self.readers[interface], self.lifetime[interface]
-        reader.reads += 1
-        lifetime.reads += 1
-        self.transactions_total += 1
-        if interface == "chip":
-            self.insertions += 1
+        interface = choose_interface(rng)
         error_rate = self.reader_error_rate_now()
         if interface == "chip" and FaultName.CHIP_ERROR in self.active:
             error_rate = max(error_rate, 0.5)
@@ -362,12 +350,21 @@ class SimulatedTerminal:
                 "card_reader.read_errors",
                 fault_event(FaultName.READER_ERRORS, f"card read error rate {error_rate:.0%}"),
             )
-        if rng.random() < error_rate:
-            reader.errors += 1
-            lifetime.errors += 1
-            self.failed += 1
+        elif error_rate <= READER_OK_RATE:
+            self._latched.discard("card_reader.read_errors")
+        self.transactions_total += 1
+        reads, errors = read_attempts(rng, error_rate)
+        for counts in (self.readers[interface], self.lifetime[interface]):
+            counts.reads += reads
+            counts.errors += errors
+        if interface == "chip":
+            self.insertions += reads
+        for attempt in range(1, errors + 1):
             # A careless vendor log line: the full card number. The agent must scrub it.
-            self._log(f"emv: {interface} read error pan={fake_pan(rng)} retry=1")
+            self._log(f"emv: {interface} read error pan={fake_pan(rng)} retry={attempt}")
+        if errors == reads:
+            self.failed += 1
+            self._log(f"sale abandoned: card not readable after {reads} tries")
             return
         if self.dukpt_remaining == 0 or FaultName.KEY_MISSING in self.active:
             self.failed += 1
@@ -509,7 +506,7 @@ class SimulatedTerminal:
         self._boot_t = self._t
         self.reboot_reason = reason
         self.reboots += 1
-        self.readers = {name: _Reader() for name in self.readers}
+        self.readers = {name: ReadCounts() for name in self.readers}
         self.tls_failures = 0
         self.sale_in_progress = False
         self._log(f"boot: reason {reason} firmware {self.firmware.active_version}")
@@ -526,6 +523,16 @@ class SimulatedTerminal:
             self._roll_back_on_own(f"new image failed to boot {BOOT_ATTEMPTS} times")
             return
         self._restart(RebootReason.FIRMWARE_UPDATE, activation=True)
+        if self.firmware.crashes[self.firmware.active]:
+            self._log("payment application crashed after boot")
+            self.queue_fault(
+                DetectedFault(
+                    "firmware.app_crash",
+                    Component.FIRMWARE,
+                    Severity.CRITICAL,
+                    f"payment application crashed after booting {self.firmware.active_version}",
+                )
+            )
 
     def rollback_firmware(self) -> None:
         """Go back to the previous slot on request."""

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 
+import pydantic
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -28,6 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from posfleet.contract import utcnow
 from posfleet.store.errors import StoreError
 from posfleet.store.schema import ROLES, api_tokens, audit_log, users
+from posfleet.store.sessions import SessionEnd, end_user_sessions
 
 MIN_PASSWORD_LENGTH = 12
 """Shortest password accepted (NIST SP 800-63B asks for at least 8; staff can do 12)."""
@@ -93,6 +95,8 @@ class Role(StrEnum):
 
     VIEWER = "viewer"
     SUPPORT = "support"
+    LEAD = "lead"
+    """Support lead: what support does, plus writing the knowledge base."""
     OPS = "ops"
     ADMIN = "admin"
 
@@ -157,9 +161,10 @@ class Principal:
         return cls("user", user.id, user.username, user.role)
 
 
-@dataclass(frozen=True, slots=True)
-class AuditEntry:
-    """One line of the audit log: who did what to what, when and why."""
+class AuditEntry(pydantic.BaseModel):
+    """One line of the audit log: who did what to what, when and why (also the API's)."""
+
+    model_config = pydantic.ConfigDict(frozen=True)
 
     id: int
     ts: datetime
@@ -168,6 +173,22 @@ class AuditEntry:
     target: str
     detail: dict[str, Any]
     reason: str
+
+    @classmethod
+    def from_row(cls, row: sa.RowMapping) -> AuditEntry:
+        """The entry of an ``audit_log`` row."""
+        return cls(**{**row, "detail": dict(row["detail"] or {})})
+
+
+AUDIT_COLUMNS = (
+    audit_log.c.id,
+    audit_log.c.ts,
+    audit_log.c.actor,
+    audit_log.c.action,
+    audit_log.c.target,
+    audit_log.c.detail,
+    audit_log.c.reason,
+)
 
 
 def check_password_strength(username: str, password: str) -> None:
@@ -201,6 +222,13 @@ def _user(row: sa.RowMapping) -> User:
 _USER_COLUMNS = (users.c.id, users.c.username, users.c.role, users.c.created_at, users.c.disabled)
 
 
+async def hash_password(username: str, password: str) -> str:
+    """The argon2id hash to store for ``password``; :class:`WeakPasswordError` if too weak."""
+    check_password_strength(username, password)
+    # Hashing takes tens of milliseconds of CPU by design; keep it off the event loop.
+    return await asyncio.to_thread(_hasher.hash, password)
+
+
 async def create_user(conn: AsyncConnection, username: str, password: str, role: Role) -> User:
     """Create a staff user with an argon2id hash of ``password``.
 
@@ -209,9 +237,7 @@ async def create_user(conn: AsyncConnection, username: str, password: str, role:
     """
     if not _USERNAME_RE.match(username):
         raise InvalidUsernameError(username)
-    check_password_strength(username, password)
-    # Hashing takes tens of milliseconds of CPU by design; keep it off the event loop.
-    password_hash = await asyncio.to_thread(_hasher.hash, password)
+    password_hash = await hash_password(username, password)
     created_at = utcnow()
     try:
         # A savepoint, so a duplicate leaves the caller's transaction usable (PostgreSQL
@@ -240,11 +266,21 @@ async def get_user(conn: AsyncConnection, user_id: int) -> User | None:
 
 
 async def set_user_disabled(conn: AsyncConnection, username: str, disabled: bool) -> bool:
-    """Disable (or re-enable) a user; return False if there is no such user."""
+    """Disable (or re-enable) a user; return False if there is no such user.
+
+    Disabling also ends the user's sessions, on every dashboard instance; re-enabling
+    does not revive them (the user logs in again).
+    """
     result = await conn.execute(
-        sa.update(users).where(users.c.username == username).values(disabled=disabled)
+        sa.update(users)
+        .where(users.c.username == username)
+        .values(disabled=disabled)
+        .returning(users.c.id)
     )
-    return result.rowcount == 1
+    user_id = result.scalar_one_or_none()
+    if user_id is not None and disabled:
+        await end_user_sessions(conn, user_id, utcnow(), SessionEnd.DISABLED)
+    return user_id is not None
 
 
 @functools.cache
@@ -288,7 +324,8 @@ async def verify_login(conn: AsyncConnection, username: str, password: str) -> U
     return _user(row._mapping)
 
 
-def _token_digest(token: str) -> str:
+def token_digest(token: str) -> str:
+    """What the database stores for an API token: its SHA-256 in hex."""
     # Tokens carry 256 random bits, so a fast unsalted hash is enough: there is nothing to
     # brute-force, and lookups stay one indexed equality.
     return hashlib.sha256(token.encode()).hexdigest()
@@ -302,7 +339,7 @@ async def create_api_token(conn: AsyncConnection, name: str, role: Role) -> str:
     await conn.execute(
         sa.insert(api_tokens).values(
             name=name,
-            token_hash=_token_digest(token),
+            token_hash=token_digest(token),
             role=Role(role).value,
             created_at=utcnow(),
             revoked=False,
@@ -316,7 +353,7 @@ async def resolve_api_token(conn: AsyncConnection, token: str) -> Principal | No
     if not _TOKEN_RE.match(token):
         return None
     t = api_tokens.c
-    digest = _token_digest(token)
+    digest = token_digest(token)
     now = utcnow()
     # Write first, read second: on SQLite a transaction that reads and then writes fails
     # at once ("database is locked") if another writer committed in between, and ingest
@@ -376,13 +413,7 @@ async def record_audit(  # noqa: PLR0917
 
 async def list_audit(conn: AsyncConnection, limit: int = 100) -> list[AuditEntry]:
     """The newest ``limit`` audit entries, newest first."""
-    a = audit_log.c
     rows = await conn.execute(
-        sa.select(a.id, a.ts, a.actor, a.action, a.target, a.detail, a.reason)
-        .order_by(a.id.desc())
-        .limit(max(1, limit))
+        sa.select(*AUDIT_COLUMNS).order_by(audit_log.c.id.desc()).limit(max(1, limit))
     )
-    return [
-        AuditEntry(r.id, r.ts, r.actor, r.action, r.target, dict(r.detail or {}), r.reason)
-        for r in rows
-    ]
+    return [AuditEntry.from_row(r._mapping) for r in rows]

@@ -439,6 +439,9 @@ async def list_incidents(
     terminal_id: str | None = None,
     rule_id: str | None = None,
     parent_id: int | None = None,
+    merchant_id: str | None = None,
+    site_id: str | None = None,
+    severity: str | None = None,
     top_level: bool = False,
     limit: int = 100,
     before_id: int | None = None,
@@ -460,11 +463,18 @@ async def list_incidents(
         query = query.where(i.rule_id == rule_id)
     if parent_id is not None:
         query = query.where(i.parent_id == parent_id)
+    if merchant_id is not None:
+        query = query.where(i.merchant_id == merchant_id)
+    if site_id is not None:
+        query = query.where(i.site_id == site_id)
+    if severity is not None:
+        query = query.where(i.severity == severity)
     if top_level:
         query = query.where(i.parent_id.is_(None))
     if before_id is not None:
         query = query.where(i.id < before_id)
-    query = query.limit(max(1, min(limit, MAX_PAGE)))
+    # One row above a page is allowed: callers ask for it to learn whether more follow.
+    query = query.limit(max(1, min(limit, MAX_PAGE + 1)))
     return [_record(row) for row in (await conn.execute(query)).all()]
 
 
@@ -565,11 +575,16 @@ async def get_playbook_run(conn: AsyncConnection, run_id: int) -> PlaybookRun | 
     return None if row is None else PlaybookRun.model_validate(dict(row._mapping))
 
 
-async def list_playbook_runs(conn: AsyncConnection, incident_id: int) -> list[PlaybookRun]:
-    """The runs linked to an incident, oldest first."""
-    query = (
-        sa.select(playbook_runs)
-        .where(playbook_runs.c.incident_id == incident_id)
-        .order_by(playbook_runs.c.id)
-    )
+async def list_playbook_runs(
+    conn: AsyncConnection, incident_id: int, *, with_children: bool = False
+) -> list[PlaybookRun]:
+    """The runs linked to an incident (and, ``with_children``, to its children), oldest first.
+
+    A fleet incident's playbooks run on its terminals and are linked to their incidents.
+    """
+    linked = playbook_runs.c.incident_id == incident_id
+    if with_children:
+        children = sa.select(incidents.c.id).where(incidents.c.parent_id == incident_id)
+        linked = sa.or_(linked, playbook_runs.c.incident_id.in_(children.scalar_subquery()))
+    query = sa.select(playbook_runs).where(linked).order_by(playbook_runs.c.id)
     return [PlaybookRun.model_validate(dict(r._mapping)) for r in (await conn.execute(query)).all()]

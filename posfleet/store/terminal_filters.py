@@ -15,7 +15,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from posfleet.store.schema import terminals
+from posfleet.store.incidents import IncidentState
+from posfleet.store.schema import incidents, terminals
+from posfleet.store.terminal_search import text_condition
+
+_UNRESOLVED = (IncidentState.OPEN.value, IncidentState.ACKNOWLEDGED.value)
 
 
 class TerminalSort(StrEnum):
@@ -42,7 +46,9 @@ class TerminalFilter:
     """What to narrow the fleet list to; every given field must match (AND).
 
     ``text`` matches a case-insensitive substring of the terminal id, serial number,
-    model, merchant or site.
+    model, merchant (id, name, contact, phone) or site (id, name); see
+    :mod:`posfleet.store.terminal_search`. ``faulty`` keeps the terminals with an
+    unresolved incident (True) or those without (False).
     """
 
     model: str | None = None
@@ -50,9 +56,14 @@ class TerminalFilter:
     merchant_id: str | None = None
     site_id: str | None = None
     text: str | None = None
+    faulty: bool | None = None
 
-    def conditions(self, dialect: str) -> list[sa.ColumnElement[bool]]:
-        """The WHERE conditions for ``dialect`` (``sqlite`` or ``postgresql``)."""
+    def conditions(self, dialect: str, *, counting: bool = False) -> list[sa.ColumnElement[bool]]:
+        """The WHERE conditions (the same on ``sqlite`` and ``postgresql``).
+
+        ``counting``: for a count of every match rather than a page (see
+        :func:`~posfleet.store.terminal_search.text_condition`).
+        """
         c = terminals.c
         found: list[sa.ColumnElement[bool]] = []
         for name in ("model", "firmware_version", "merchant_id", "site_id"):
@@ -60,18 +71,14 @@ class TerminalFilter:
             if value is not None:
                 found.append(c[name] == value)
         if self.text:
-            columns = (c.terminal_id, c.serial, c.model, c.merchant_id, c.site_id)
-            found.append(sa.or_(*(_contains(col, self.text, dialect) for col in columns)))
+            found.append(text_condition(self.text, counting=counting))
+        if self.faulty is not None:
+            # The few terminals with an open incident, read once from incidents' state index.
+            sick = sa.select(incidents.c.terminal_id).where(
+                incidents.c.state.in_(_UNRESOLVED), incidents.c.terminal_id.is_not(None)
+            )
+            found.append(c.terminal_id.in_(sick) if self.faulty else c.terminal_id.not_in(sick))
         return found
-
-
-def _contains(column: sa.Column[Any], text: str, dialect: str) -> sa.ColumnElement[bool]:
-    pattern = "%" + text.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-    if dialect == "postgresql":
-        # ILIKE itself, not lower(column) LIKE lower(...): no function call per row.
-        return column.ilike(pattern, escape="/")
-    # SQLite's LIKE is already case-insensitive for ASCII.
-    return column.like(pattern, escape="/")
 
 
 def keyset_page(query: sa.Select[Any], sort: TerminalSort, after: str | None) -> sa.Select[Any]:

@@ -16,9 +16,15 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from posfleet.contract import FaultEvent, HealthMetrics, HealthReport, Inventory, State, utcnow
+from posfleet.store.merchants import note_inventory_merchant
 from posfleet.store.report_batch import OFFLINE_BY_LWT, Report, record_reports
-from posfleet.store.schema import health_samples, terminals
+from posfleet.store.schema import health_samples, merchants, terminal_search, terminals
 from posfleet.store.terminal_filters import TerminalFilter, TerminalSort, keyset_page
+from posfleet.store.terminal_search import (
+    TerminalText,
+    ensure_terminal_search,
+    store_terminal_search,
+)
 from posfleet.store.upsert import insert_for
 
 MAX_PAGE = 1000
@@ -55,6 +61,9 @@ class TerminalRecord(pydantic.BaseModel):
     offline_reason: str | None = None
     """Why an offline terminal is offline: ``lwt`` (connection lost) or ``heartbeat``."""
     report_interval_s: int | None = None
+    merchant_name: str = ""
+    """The merchant's name: as staff set it, else as the terminal's inventory says."""
+    site_name: str = ""
 
 
 def _later(candidate: Any, current: sa.ColumnElement[datetime]) -> sa.ColumnElement[datetime]:
@@ -112,6 +121,8 @@ async def apply_state(
         where=sa.or_(t.state_at.is_(None), t.boot_id == new.boot_id, new.state_at >= t.state_at),
     )
     result = await conn.execute(stmt)
+    if result.rowcount == 1:
+        await ensure_terminal_search(conn, terminal_id)
     return result.rowcount == 1
 
 
@@ -159,7 +170,24 @@ async def apply_inventory(
         where=sa.or_(t.inventory_at.is_(None), new.inventory_at >= t.inventory_at),
     )
     result = await conn.execute(stmt)
-    return result.rowcount == 1
+    if result.rowcount != 1:
+        return False
+    merchant = None
+    if inventory.merchant_id:
+        merchant = await note_inventory_merchant(
+            conn, inventory.merchant_id, inventory.merchant_name, now=now
+        )
+    searched = TerminalText(
+        terminal_id,
+        inventory.serial,
+        inventory.model,
+        inventory.merchant_id,
+        inventory.merchant_name,
+        inventory.site_id,
+        inventory.site_name,
+    )
+    await store_terminal_search(conn, searched, merchant)
+    return True
 
 
 async def hardware_owner(
@@ -216,8 +244,24 @@ _LATEST_HEALTH = (
 )
 """The newest report's metrics, looked up by primary key for each row returned."""
 
+_NAMES = terminal_search.alias("names")
+"""Its own alias: a search joins terminal_search too, and must not capture these lookups."""
+_SEARCH_ROW = _NAMES.c.terminal_id == terminals.c.terminal_id
+_MERCHANT_NAME = sa.func.coalesce(
+    sa.select(merchants.c.name)
+    .where(merchants.c.merchant_id == terminals.c.merchant_id, merchants.c.name != "")
+    .scalar_subquery(),
+    sa.select(_NAMES.c.merchant_name).where(_SEARCH_ROW).scalar_subquery(),
+    "",
+).label("merchant_name")
+"""Staff's name for the merchant if any, else the inventory's; both by primary key."""
+_SITE_NAME = sa.func.coalesce(
+    sa.select(_NAMES.c.site_name).where(_SEARCH_ROW).scalar_subquery(), ""
+).label("site_name")
+_COMPUTED = {"health": _LATEST_HEALTH, "merchant_name": _MERCHANT_NAME, "site_name": _SITE_NAME}
+
 _RECORD_COLUMNS = [
-    _LATEST_HEALTH if name == "health" else terminals.c[name]
+    _COMPUTED[name] if name in _COMPUTED else terminals.c[name]
     for name in TerminalRecord.model_fields
 ]
 

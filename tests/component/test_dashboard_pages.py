@@ -118,7 +118,7 @@ async def test_login_then_the_fleet_table_shows_terminals_and_presence(
 ) -> None:
     response = await _log_in(client)
     assert response.status == 303
-    assert response.headers["Location"] == "/"
+    assert response.headers["Location"] == "/overview"
     set_cookie = next(h for h in response.headers.getall("Set-Cookie") if "pf_session=" in h)
     assert "HttpOnly" in set_cookie
     assert "SameSite=Strict" in set_cookie
@@ -126,8 +126,12 @@ async def test_login_then_the_fleet_table_shows_terminals_and_presence(
     page = await client.get("/")
     assert page.status == 200
     html = await page.text()
-    assert re.search(r"<code>T-0001</code></td><td><span class=\"badge ok\">online</span>", html)
-    assert re.search(r"<code>T-0002</code></td><td><span class=\"badge bad\">offline</span>", html)
+    online = r'<a href="/terminals/T-0001"><code>T-0001</code></a></td><td><span class="badge ok">'
+    assert re.search(online + "online</span>", html)
+    offline = (
+        r'<a href="/terminals/T-0002"><code>T-0002</code></a></td><td><span class="badge bad">'
+    )
+    assert re.search(offline + "offline</span>", html)
     assert "1 online" in html
     assert "1 offline" in html
     assert "alice" in html
@@ -147,7 +151,7 @@ async def test_login_then_the_fleet_table_shows_terminals_and_presence(
 async def test_login_returns_to_the_page_asked_for_but_never_off_site(client: Client) -> None:
     assert (await _log_in(client, next="/?online=false")).headers["Location"] == "/?online=false"
     client.session.cookie_jar.clear()
-    assert (await _log_in(client, next="//evil.example/")).headers["Location"] == "/"
+    assert (await _log_in(client, next="//evil.example/")).headers["Location"] == "/overview"
 
 
 async def test_wrong_password_stays_on_login_with_an_error_and_is_audited(
@@ -169,10 +173,11 @@ async def test_wrong_password_stays_on_login_with_an_error_and_is_audited(
 
 
 async def test_repeated_failures_are_throttled(client: Client) -> None:
-    for _ in range(10):
+    for _ in range(5):
         assert (await _log_in(client, password="guess-guess-guess")).status == 200
     response = await _log_in(client)
     assert response.status == 429
+    assert response.headers["Retry-After"] == "1"
     assert "Too many failed logins" in await response.text()
 
 
@@ -246,7 +251,9 @@ async def test_terminal_and_merchant_values_are_escaped(
     html = await (await client.get("/")).text()
     assert "<script>alert" not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
-    assert html.count("&lt;script&gt;") == 2
+    # The id in its cell and row attribute, the merchant in its cell; the link is encoded.
+    assert html.count("&lt;script&gt;") == 3
+    assert 'href="/terminals/T-%3Cscript%3Ealert%281%29%3C%2Fscript%3E"' in html
 
 
 async def test_static_files_are_served_without_login(client: Client) -> None:

@@ -22,6 +22,9 @@ from posfleet.contract import (
     Severity,
     Topic,
 )
+from posfleet.diagnostics.findings import Finding, FindingKind
+from posfleet.diagnostics.incident_recorder import IncidentRecorder
+from posfleet.diagnostics.rule_files import load_builtin_rules
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
 from posfleet.diagnostics.webhooks import NotificationEvent
 from posfleet.store import apply_inventory
@@ -167,11 +170,13 @@ async def _report_host(
     await diagnostics.on_stored([Message(Topic(terminal_id, Channel.HEALTH), report)])
 
 
-async def _register(db: AsyncEngine, terminal_id: str, site: str, merchant: str) -> None:
+async def _register(
+    db: AsyncEngine, terminal_id: str, site: str, merchant: str, firmware: str = "2.4.1"
+) -> None:
     inventory = Inventory(
         model="PF-C200",
         serial=terminal_id,
-        firmware_version="2.4.1",
+        firmware_version=firmware,
         agent_version="1.0.0",
         site_id=site,
         merchant_id=merchant,
@@ -241,3 +246,87 @@ async def test_the_same_fault_at_many_sites_is_the_acquirer(
         children = await list_incidents(conn, parent_id=parent.id)
     assert {c.terminal_id for c in children} >= set(ids)
     assert "acquirer" in parent.cause
+    # Nothing for the merchants to do: support calls the acquirer and tells them to wait.
+    steps = " ".join(parent.remedy)
+    assert parent.remedy[0].startswith("Nothing for the merchants to fix")
+    assert "contacts the acquirer" in steps and "to wait" in steps
+    assert "offline (fallback) payments" in steps
+    assert "Restart the router" not in steps, "not the rule's steps for one terminal"
+    assert parent.escalation == "remote_fix"
+    assert (parent.site_id, parent.merchant_id) == (None, None), "four sites, four merchants"
+
+
+async def _fleet_of(db: AsyncEngine, terminal_id: str) -> IncidentRecord:
+    async with db.connect() as conn:
+        [mine] = await list_incidents(conn, terminal_id=terminal_id)
+        assert mine.parent_id is not None, f"{terminal_id} is in no fleet incident"
+        [parent] = await list_incidents(conn, kind=IncidentKind.FLEET)
+    assert parent.id == mine.parent_id
+    return parent
+
+
+async def test_a_sites_fleet_incident_names_the_merchant_all_share_and_sends_them_to_the_router(
+    db: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    prefix = _tid(request, "SHOP")
+    ids = [f"{prefix}-{n}" for n in range(3)]
+    for terminal_id in ids:
+        await _register(db, terminal_id, site=f"{prefix}-site", merchant=f"{prefix}-m")
+    diagnostics = Diagnostics(db, DiagnosticsSettings(tick_interval_s=3600), clock=lambda: T0)
+    async with diagnostics:
+        for terminal_id in ids:
+            await _report_host(diagnostics, terminal_id, 1, reachable=False)
+        parent = await _fleet_of(db, ids[0])
+        assert parent.correlation == f"site:{prefix}-site/network.host_unreachable"
+        assert (parent.site_id, parent.merchant_id) == (f"{prefix}-site", f"{prefix}-m")
+        steps = " ".join(parent.remedy)
+        assert "check the router or modem on site" in steps
+        assert f"at site {prefix}-site" in steps
+        assert parent.escalation == "remote_fix", "the rule's own next step"
+
+        # A terminal of another merchant at the same site joins: the site is still
+        # shared, the merchant no longer.
+        other = f"{prefix}-x"
+        await _register(db, other, site=f"{prefix}-site", merchant=f"{prefix}-other")
+        await _report_host(diagnostics, other, 1, reachable=False)
+        parent = await _fleet_of(db, other)
+        assert "4 terminals at site" in parent.title
+        assert (parent.site_id, parent.merchant_id) == (f"{prefix}-site", None)
+
+
+async def test_an_acquirer_outage_at_one_chains_shops_names_the_chain(
+    db: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    prefix = _tid(request, "CHAIN")
+    ids = [f"{prefix}-{n}" for n in range(3)]
+    for n, terminal_id in enumerate(ids):
+        await _register(db, terminal_id, site=f"{prefix}-shop{n}", merchant=f"{prefix}-chain")
+    diagnostics = Diagnostics(db, DiagnosticsSettings(tick_interval_s=3600), clock=lambda: T0)
+    async with diagnostics:
+        for terminal_id in ids:
+            await _report_host(diagnostics, terminal_id, 1, reachable=False)
+    parent = await _fleet_of(db, ids[0])
+    assert parent.correlation == "acquirer/network.host_unreachable"
+    assert (parent.site_id, parent.merchant_id) == (None, f"{prefix}-chain")
+
+
+async def test_a_firmware_regression_goes_to_ops_to_hold_the_rollout(
+    db: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    prefix = _tid(request, "FW")
+    ids = [f"{prefix}-{n}" for n in range(3)]
+    for n, terminal_id in enumerate(ids):
+        await _register(db, terminal_id, f"{prefix}-s{n}", f"{prefix}-m{n}", firmware="3.0.0")
+    [rule] = [r for r in load_builtin_rules() if r.id == "system.reboot_loop"]
+    recorder = IncidentRecorder(db, recently_updated=lambda _terminal_id: True)
+    await recorder.apply(
+        [Finding(FindingKind.OPENED, terminal_id, rule, T0, {"reboots": 3}) for terminal_id in ids]
+    )
+    parent = await _fleet_of(db, ids[0])
+    assert parent.correlation == "firmware:3.0.0/system.reboot_loop"
+    assert parent.firmware_version == "3.0.0"
+    steps = " ".join(parent.remedy)
+    assert "escalates to ops" in steps and "hold (pause) every rollout of firmware 3.0.0" in steps
+    assert "Power-cycle" not in steps and "swap the terminal" not in steps
+    # The rule's next step is a technician; for a firmware fault it is support's.
+    assert (rule.escalation.value, parent.escalation) == ("on_site", "remote_fix")

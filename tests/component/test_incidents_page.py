@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from html import unescape
 
 import pytest
 from aiohttp import web
@@ -13,8 +14,26 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.contract import utcnow
 from posfleet.dashboard import create_app
+from posfleet.dashboard.incidents_api import PLAYBOOK_RUNNER_KEY
+from posfleet.diagnostics.playbook_runner import PlaybookRunner
 from posfleet.store.accounts import Role, create_user, list_audit
-from posfleet.store.incidents import IncidentKind, IncidentSpec, open_incident, set_parent
+from posfleet.store.cases import (
+    CaseCategory,
+    CaseChannel,
+    CaseDraft,
+    CaseLinkKind,
+    add_case_link,
+    insert_case,
+)
+from posfleet.store.incidents import (
+    IncidentKind,
+    IncidentSpec,
+    open_incident,
+    resolve_open_incident,
+    set_parent,
+    terminal_open_key,
+)
+from tests.component.test_dashboard_pages import _add_terminal as add_terminal
 
 SECRET = bytes(range(32))
 PASSWORD = "receipt-roll-empty-42"
@@ -55,8 +74,13 @@ async def engine(sqlite_engine: AsyncEngine) -> AsyncEngine:
     return eng
 
 
-async def _client(engine: AsyncEngine, username: str) -> Client:
-    client = TestClient(TestServer(create_app(engine, session_secret=SECRET)))
+async def _client(
+    engine: AsyncEngine, username: str, runner: PlaybookRunner | None = None
+) -> Client:
+    app = create_app(engine, session_secret=SECRET)
+    if runner is not None:
+        app[PLAYBOOK_RUNNER_KEY] = runner
+    client = TestClient(TestServer(app))
     await client.start_server()
     login_page = await (await client.get("/login")).text()
     form = {"csrf_token": _csrf(login_page), "username": username, "password": PASSWORD}
@@ -81,6 +105,11 @@ async def viewer(engine: AsyncEngine) -> AsyncIterator[Client]:
         yield client
     finally:
         await client.close()
+
+
+def html_text(page: str) -> str:
+    """A page's text as a reader sees it: entities decoded."""
+    return unescape(page)
 
 
 def _csrf(html: str) -> str:
@@ -144,6 +173,9 @@ async def test_list_shows_unresolved_incidents_newest_first_with_a_fleet_row(
     assert "No open incidents" in html
     resolved = await _page(support, "/incidents?state=resolved")
     assert f'href="/incidents/{fleet}"' in resolved
+    # Once resolved, the row still says how many terminals were affected.
+    assert "fleet: 2 terminals" in resolved
+    assert "fleet: 0 terminals" not in resolved
 
 
 async def test_detail_shows_cause_remedy_escalation_and_terminal(
@@ -161,7 +193,10 @@ async def test_detail_shows_cause_remedy_escalation_and_terminal(
         '<ol class="remedy"><li>Open the cover and reload the paper roll</li>'
         "<li>Close the cover until it clicks</li></ol>" in html
     )
-    assert "Remote fix" in html
+    # The merchant reloads the paper: the page must not promise a fix over the phone.
+    assert 'data-fixed-by="merchant"' in html
+    assert "On site, by the merchant" in html
+    assert "Remote fix" not in html
     assert "This terminal has not reported yet." in html
     assert 'action="/incidents/' in html
 
@@ -225,16 +260,25 @@ async def test_viewer_sees_no_actions_and_cannot_act(
     assert f'action="/incidents/{incident_id}' not in html
 
     token = _csrf(html)  # the viewer's own logout token: a valid token, the wrong role
-    for action in ("ack", "notes", "resolve"):
+    for action in ("ack", "notes", "resolve", "assign", "escalate", "playbooks"):
         response = await viewer.post(
             f"/incidents/{incident_id}/{action}",
-            data={"csrf_token": token, "text": "x", "resolution": "x"},
+            data={
+                "csrf_token": token,
+                "text": "x",
+                "resolution": "x",
+                "assignee": "victor",
+                "to": "swap",
+                "playbook": "printer_check",
+            },
             allow_redirects=False,
         )
         assert response.status == 403
     html = await _page(support, f"/incidents/{incident_id}")
     assert '<span class="badge bad">open</span>' in html
     assert "<q>x</q>" not in html
+    assert 'data-fact="assignee">-<' in html
+    assert "Escalated to" not in html
 
 
 async def test_acknowledging_twice_is_a_clear_error(support: Client, engine: AsyncEngine) -> None:
@@ -246,3 +290,242 @@ async def test_acknowledging_twice_is_a_clear_error(support: Client, engine: Asy
     )
     assert response.status == 400
     assert "only an open one can be acknowledged" in await response.text()
+
+
+# -- what the page says about an incident -----------------------------------------------
+
+
+def _spec(rule_id: str, component: str, escalation: str, terminal_id: str) -> IncidentSpec:
+    return IncidentSpec(
+        rule_id=rule_id,
+        title=f"{rule_id} on {terminal_id}",
+        component=component,
+        severity="warning",
+        escalation=escalation,
+        cause="some cause",
+        remedy=["a step"],
+        terminal_id=terminal_id,
+        site_id="S-1",
+        merchant_id="M1001",
+    )
+
+
+def _fact(html: str, key: str) -> str:
+    match = re.search(rf'data-fact="{key}">(.*?)</dd>', html)
+    assert match, f"the page shows no {key}"
+    return re.sub(r"<[^>]+>", "", match.group(1))
+
+
+async def test_one_occurrence_is_singular(support: Client, engine: AsyncEngine) -> None:
+    incident_id = await _open(engine, _printer_spec("T-0010"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert _fact(html, "occurrences") == "1 occurrence"
+    assert "1 occurrences" not in html
+    assert "Opened (1 occurrence so far)" in html
+
+    await _open(engine, _printer_spec("T-0010"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert _fact(html, "occurrences") == "2 occurrences"
+
+
+@pytest.mark.parametrize(
+    ("rule_id", "component", "escalation", "fixed_by", "words", "next_step"),
+    [
+        # A site's router: the merchant must act on site; support cannot fix it remotely.
+        (
+            "network.host_unreachable",
+            "network",
+            "remote_fix",
+            "merchant",
+            "On site, by the merchant",
+            "remote fix",
+        ),
+        ("clock.drift", "clock", "remote_fix", "remote", "Remote fix", None),
+        ("maintenance.print_head", "printer", "on_site", "technician", "Technician visit", None),
+        ("tamper.detected", "tamper", "swap", "merchant", "On site, by the merchant", "swap"),
+    ],
+)
+async def test_who_fixes_it_follows_the_rule(  # noqa: PLR0917
+    support: Client,
+    engine: AsyncEngine,
+    rule_id: str,
+    component: str,
+    escalation: str,
+    fixed_by: str,
+    words: str,
+    next_step: str | None,
+) -> None:
+    incident_id = await _open(engine, _spec(rule_id, component, escalation, "T-0011"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert f'data-fixed-by="{fixed_by}"><strong>{words}: </strong>' in html
+    others = {"On site, by the merchant", "Remote fix", "Technician visit"} - {words}
+    section = html[html.index("<h2>Who fixes it</h2>") : html.index("<h2>Actions</h2>")]
+    assert not [other for other in others if f"<strong>{other}: </strong>" in section]
+    if next_step is None:
+        assert "If that does not help" not in section
+    else:
+        assert "If that does not help" in section and next_step in section
+
+
+async def test_auto_resolution_says_it_resolved_by_itself_and_when(
+    support: Client, engine: AsyncEngine
+) -> None:
+    spec = _printer_spec("T-0012")
+    incident_id = await _open(engine, spec, minutes_ago=30)
+    async with engine.begin() as conn:
+        cleared = utcnow() - timedelta(minutes=16)
+        key = terminal_open_key("T-0012", spec.rule_id)
+        assert await resolve_open_incident(conn, key, now=cleared, resolution="condition cleared")
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert "Resolved by itself: its condition cleared, 14 min after it opened" in html
+    assert cleared.strftime("%Y-%m-%d %H:%M:%S UTC") in html
+    assert _fact(html, "resolved") == "16 min ago, by itself"
+    assert "someone" not in html
+
+
+async def _site_outage(engine: AsyncEngine, terminal_ids: list[str]) -> tuple[int, list[int]]:
+    """A site's router outage: one fleet incident over the terminals of site S-1."""
+    children = []
+    for index, terminal_id in enumerate(terminal_ids):
+        spec = _spec("network.host_unreachable", "network", "remote_fix", terminal_id)
+        children.append(await _open(engine, spec))
+        if index < 2:
+            await _open(engine, spec)  # two terminals saw it twice
+    fleet_spec = IncidentSpec(
+        rule_id="network.host_unreachable",
+        title=f"Acquirer host unreachable: {len(terminal_ids)} terminals at site S-1",
+        component="network",
+        severity="error",
+        escalation="remote_fix",
+        cause="The site's network.",
+        remedy=["Restart the router"],
+        kind=IncidentKind.FLEET,
+        correlation=f"site:S-1/network.host_unreachable/{terminal_ids[0]}",
+        facts={"correlated_by": "site", "value": "S-1", "children": len(terminal_ids)},
+        site_id="S-1",
+    )
+    fleet = await _open(engine, fleet_spec)
+    await _open(engine, fleet_spec)  # the fleet incident itself was touched twice
+    async with engine.begin() as conn:
+        await set_parent(conn, children, fleet, now=utcnow())
+    return fleet, children
+
+
+async def test_fleet_incident_counts_every_terminal_and_shows_the_shared_merchant(
+    support: Client, engine: AsyncEngine
+) -> None:
+    fleet, _children = await _site_outage(engine, ["FL-1", "FL-2", "FL-3", "FL-4"])
+    html = await _page(support, f"/incidents/{fleet}")
+    assert _fact(html, "occurrences") == "6 occurrences over 4 terminals"
+    assert _fact(html, "merchant") == "M1001"
+    assert _fact(html, "site") == "S-1"
+    assert _fact(html, "terminal") == "Fleet incident over 4 terminals"
+    assert 'data-fixed-by="merchant"' in html
+    assert "Terminals affected (4)" in html
+
+    async with engine.begin() as conn:
+        key = terminal_open_key("FL-1", "network.host_unreachable")
+        await resolve_open_incident(conn, key, now=utcnow(), resolution="condition cleared")
+    listing = await _page(support, "/incidents")
+    assert "fleet: 4 terminals, 3 still affected" in listing
+    assert "S-1 / M1001" in listing
+
+
+async def test_assign_and_escalate_from_the_page(support: Client, engine: AsyncEngine) -> None:
+    incident_id = await _open(engine, _printer_spec("T-0014"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert '<option value="alice">alice</option>' in html
+    assert 'value="victor"' not in html, "a viewer cannot take an incident"
+
+    await _act(support, incident_id, "assign", assignee="alice")
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert _fact(html, "assignee") == "alice"
+    assert "Assigned to <b>alice</b> by <b>user:alice</b>" in html
+    assert '<option value="alice" selected>alice</option>' in html
+
+    await _act(support, incident_id, "escalate", to="on_site", reason="roll holder broken")
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert "Escalated to: <strong>technician visit</strong>" in html
+    assert (
+        "Escalated to <b>technician visit</b> by <b>user:alice</b>: <q>roll holder broken</q>"
+        in html
+    )
+
+    await _act(support, incident_id, "assign", assignee="")
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert _fact(html, "assignee") == "-"
+    assert "Unassigned by <b>user:alice</b>" in html
+
+    token = _csrf(html)
+    for action, fields, message in (
+        ("assign", {"assignee": "mallory"}, "no staff member 'mallory'"),
+        ("escalate", {"to": "moon"}, "to is on_site, swap or remote_fix"),
+    ):
+        response = await support.post(
+            f"/incidents/{incident_id}/{action}",
+            data={"csrf_token": token, **fields},
+            allow_redirects=False,
+        )
+        assert response.status == 400
+        assert message in html_text(await response.text())
+    response = await support.post(
+        f"/incidents/{incident_id}/assign", data={"assignee": "alice"}, allow_redirects=False
+    )
+    assert response.status == 403, "no CSRF token, no assignment"
+
+    async with engine.connect() as conn:
+        audit = [(entry.action, entry.actor) for entry in await list_audit(conn)]
+    assert ("incident.assign", "user:alice") in audit
+    assert ("incident.escalate", "user:alice") in audit
+
+
+@pytest.mark.parametrize("before", ["²", "99999999999999999999999", "9223372036854775808", "-1"])
+async def test_a_bad_before_cursor_is_a_400_page_not_a_crash(support: Client, before: str) -> None:
+    response = await support.get("/incidents", params={"before": before})
+    assert response.status == 400
+    assert "before" in await response.text()
+
+
+async def test_an_incident_id_with_unicode_digits_is_refused(support: Client) -> None:
+    response = await support.get("/incidents/²")
+    assert response.status == 400
+
+
+async def test_a_linked_case_is_on_the_incident_page(
+    support: Client, viewer: Client, engine: AsyncEngine
+) -> None:
+    incident_id = await _open(engine, _printer_spec("T-0100"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert "No case is linked to this incident." in html
+    assert 'href="/cases/new?terminal=T-0100"' in html
+
+    draft = CaseDraft(
+        merchant_id="M-42",
+        subject="Receipts come out blank",
+        complaint="the printer prints nothing",
+        channel=CaseChannel.PHONE,
+        category=CaseCategory.PRINTER,
+        terminal_ids=["T-0100"],
+    )
+    async with engine.begin() as conn:
+        case_id = await insert_case(conn, draft, opened_by="user:alice", now=utcnow())
+        await add_case_link(
+            conn, case_id, CaseLinkKind.INCIDENT, str(incident_id), linked_by="alice", now=utcnow()
+        )
+    html = await _page(support, f"/incidents/{incident_id}")
+    assert f'<a href="/cases/{case_id}">Case #{case_id}: Receipts come out blank</a>' in html
+    assert "No case is linked" not in html
+    # A viewer reads the link but is not offered to open a case.
+    html = await _page(viewer, f"/incidents/{incident_id}")
+    assert f'href="/cases/{case_id}"' in html
+    assert "/cases/new" not in html
+
+
+async def test_the_terminal_now_is_its_fleet_row(support: Client, engine: AsyncEngine) -> None:
+    await add_terminal(engine, "T-0101", online=False)
+    incident_id = await _open(engine, _printer_spec("T-0101"))
+    html = await _page(support, f"/incidents/{incident_id}")
+    section = html[html.index("<h2>Terminal now</h2>") : html.index("<h2>Timeline</h2>")]
+    assert '<a href="/terminals/T-0101"><code>T-0101</code></a>' in section
+    assert '<span class="badge bad">offline</span>' in section
+    assert "V400m" in section and "has not reported" not in section

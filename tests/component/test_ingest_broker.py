@@ -41,8 +41,8 @@ def unique(label: str) -> str:
 
 def central_connection(broker: PrivateBroker, password: str | None = None) -> BrokerConnection:
     return BrokerConnection(
-        host=broker.host,
-        port=broker.port,
+        host=broker.central_host,
+        port=broker.central_port,
         username=broker.central.username,
         password=password or broker.central.password,
         client_id=unique("central"),

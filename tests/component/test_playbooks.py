@@ -94,7 +94,9 @@ async def db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture
 async def sender(broker: PrivateBroker) -> AsyncIterator[MqttCommandSender]:
-    login = BrokerLogin(broker.host, broker.port, broker.central.username, broker.central.password)
+    login = BrokerLogin(
+        *broker.address_for(broker.central), broker.central.username, broker.central.password
+    )
     async with MqttCommandSender(login) as channel:
         await channel.wait_ready(10)
         yield channel

@@ -140,9 +140,9 @@ def _terminal_that(status_code: int | None, refuse: bool = False) -> FakeLink:
 
 
 async def test_an_unknown_result_code_still_becomes_an_event() -> None:
-    driver = ZvtDriver(_terminal_that(0x9A), diagnosis_interval_s=1e9)
+    driver = ZvtDriver(_terminal_that(0x8F), diagnosis_interval_s=1e9)
     [event] = await driver.read_faults()
-    assert (event.code, event.severity, event.zvt_result_code) == ("system.zvt_9a", "info", 0x9A)
+    assert (event.code, event.severity, event.zvt_result_code) == ("system.zvt_8f", "info", 0x8F)
 
 
 async def test_the_driver_answers_every_terminal_message() -> None:

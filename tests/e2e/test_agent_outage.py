@@ -64,8 +64,8 @@ def _event_codes(probes: list[MqttProbe], terminal_id: str) -> set[str]:
 
 def _subscriber(broker: PrivateBroker, client_id: str, ids: list[str]) -> MqttProbe:
     probe = MqttProbe(
-        broker.host,
-        broker.port,
+        broker.central_host,
+        broker.central_port,
         broker.central,
         client_id=client_id,
         clean_start=False,

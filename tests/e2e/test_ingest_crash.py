@@ -43,7 +43,7 @@ class CentralProcess:
             **os.environ,
             "POSFLEET_VAR_DIR": str(var_dir),
             "POSFLEET_DATABASE_URL": f"sqlite+aiosqlite:///{var_dir / 'posfleet.db'}",
-            "POSFLEET_BROKER_URL": broker.url,
+            "POSFLEET_BROKER_URL": broker.central_url,
             "POSFLEET_BROKER_USERNAME": broker.central.username,
             "POSFLEET_BROKER_PASSWORD": broker.central.password,
             "POSFLEET_CLIENT_ID": client_id,

@@ -79,8 +79,8 @@ async def _run(broker: PrivateBroker, db_url: str, client_id: str, stream: Strea
 
     engine = create_engine(db_url)
     connection = BrokerConnection(
-        host=broker.host,
-        port=broker.port,
+        host=broker.central_host,
+        port=broker.central_port,
         username=broker.central.username,
         password=broker.central.password,
         client_id=client_id,

@@ -33,6 +33,7 @@ from posfleet.contract import (
 )
 from posfleet.diagnostics.rule_files import load_builtin_rules
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
+from posfleet.simulator.faults import FaultName, fault_event
 from posfleet.simulator.terminal_model import SimulatedTerminal
 from posfleet.store import create_engine, upgrade_engine
 from posfleet.store.incidents import IncidentRecord, IncidentState, list_incidents
@@ -237,7 +238,11 @@ SCENARIOS = [
 
 
 def test_every_builtin_rule_has_a_scenario() -> None:
-    covered = {s.rule_id for s in SCENARIOS} | {"terminal.offline", "firmware.mismatch"}
+    covered = {s.rule_id for s in SCENARIOS} | {
+        "terminal.offline",
+        "firmware.mismatch",
+        "firmware.rolled_back",
+    }
     assert {rule.id for rule in load_builtin_rules()} == covered
 
 
@@ -302,3 +307,22 @@ async def test_firmware_mismatch_after_a_rollout_opens_and_clears(
     await bench.diagnostics.recorder.apply(findings)
     [incident] = await bench.incidents("firmware.mismatch")
     assert incident.state is IncidentState.RESOLVED
+
+
+async def test_a_firmware_rollback_opens_its_incident_and_clears_a_day_later(
+    bench_factory: BenchFactory,
+) -> None:
+    """The simulator's own rollback report (what its boot loader says after a boot loop)."""
+    bench: Bench = await bench_factory()
+    rule = next(r for r in load_builtin_rules() if r.id == "firmware.rolled_back")
+    bench.sim.queue_fault(
+        fault_event(FaultName.FIRMWARE_BOOT_LOOP, "firmware rolled back: failed to boot 3 times")
+    )
+    [incident] = await bench.run_until(rule.id, IncidentState.OPEN, within_s=2 * INTERVAL_S)
+    assert incident.title == "New firmware failed and was rolled back"
+    assert incident.remedy == list(rule.remedy)
+    # No second rollback for a day: the incident resolves by itself.
+    bench.clock[0] += 24 * 3600 + INTERVAL_S
+    await bench.step()
+    [resolved] = await bench.incidents(rule.id)
+    assert resolved.id == incident.id and resolved.state is IncidentState.RESOLVED

@@ -60,8 +60,8 @@ async def test_two_instances_process_every_message_exactly_once(
 
     def connection(name: str) -> BrokerConnection:
         return BrokerConnection(
-            host=broker.host,
-            port=broker.port,
+            host=broker.central_host,
+            port=broker.central_port,
             username=broker.central.username,
             password=broker.central.password,
             client_id=f"central-{name}-{tag}",

@@ -46,18 +46,22 @@ class CentralUnderTest:
 
 @asynccontextmanager
 async def start_central(
-    broker: PrivateBroker, var_dir: Path, database_url: str
+    broker: PrivateBroker, var_dir: Path, database_url: str, **overrides: Any
 ) -> AsyncIterator[CentralUnderTest]:
-    """Run the central service on a free port until the block ends."""
-    settings = CentralSettings(
-        var_dir=var_dir,
-        database_url=database_url,
-        broker_url=broker.url,
-        broker_username=broker.central.username,
-        broker_password=broker.central.password,
-        http_port=0,
-        client_id=f"central-test-{next(_instances)}-{var_dir.name}",
-    )
+    """Run the central service on a free port until the block ends.
+
+    ``overrides`` are further :class:`CentralSettings` (``share_group``, intervals ...).
+    """
+    fields: dict[str, Any] = {
+        "var_dir": var_dir,
+        "database_url": database_url,
+        "broker_url": broker.central_url,
+        "broker_username": broker.central.username,
+        "broker_password": broker.central.password,
+        "http_port": 0,
+        "client_id": f"central-test-{next(_instances)}-{var_dir.name}",
+    }
+    settings = CentralSettings(**(fields | overrides))
     async with running_central(settings) as service:
         await service.ingest.wait_connected(10)
         async with service.engine.begin() as conn:

@@ -13,8 +13,11 @@ CENTRAL_USER = "central"
 
 
 class PrivateBroker:
-    """A running ``mosquitto`` on a free loopback port, its auth store and the centre's login.
+    """A running ``mosquitto`` on free loopback ports, its auth store and the centre's login.
 
+    It runs the hardened configuration of :class:`MosquittoBroker`: terminals on
+    :attr:`url` (client id forced to the username), service users on :attr:`central_url`.
+    :meth:`probe` and :meth:`accepts` pick the listener from the credentials.
     ``provision_terminal`` returns only once the broker accepts the new credentials:
     Mosquitto re-reads its password file asynchronously after SIGHUP.
     """
@@ -36,8 +39,29 @@ class PrivateBroker:
 
     @property
     def url(self) -> str:
-        """``mqtt://127.0.0.1:PORT``."""
+        """``mqtt://127.0.0.1:PORT`` of the terminals' listener."""
         return self.process.url
+
+    @property
+    def central_host(self) -> str:
+        """Loopback address of the centre's listener."""
+        return self.process.central_host
+
+    @property
+    def central_port(self) -> int:
+        """TCP port of the centre's listener (service users only), stable across restarts."""
+        return self.process.central_port
+
+    @property
+    def central_url(self) -> str:
+        """``mqtt://127.0.0.1:PORT`` of the centre's listener: the central settings' URL."""
+        return self.process.central_url
+
+    def address_for(self, credentials: BrokerCredentials) -> tuple[str, int]:
+        """The listener ``credentials`` log in on: the centre's for service users."""
+        if credentials.username in self.auth.service_users():
+            return self.central_host, self.central_port
+        return self.host, self.port
 
     def start(self) -> None:
         """Start the broker (again, after :meth:`stop`)."""
@@ -69,7 +93,7 @@ class PrivateBroker:
 
     def accepts(self, credentials: BrokerCredentials) -> bool:
         """True if the broker accepts a connection with ``credentials`` right now."""
-        with MqttProbe(self.host, self.port, credentials) as probe:
+        with MqttProbe(*self.address_for(credentials), credentials) as probe:
             try:
                 return not probe.try_connect(timeout=2.0).is_failure
             except (OSError, AssertionError):
@@ -83,10 +107,9 @@ class PrivateBroker:
         clean_start: bool = True,
         session_expiry: int = 0,
     ) -> MqttProbe:
-        """A connected :class:`MqttProbe`; the caller closes it."""
+        """A connected :class:`MqttProbe` on the credentials' listener; the caller closes it."""
         probe = MqttProbe(
-            self.host,
-            self.port,
+            *self.address_for(credentials),
             credentials,
             client_id=client_id,
             clean_start=clean_start,

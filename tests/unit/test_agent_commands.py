@@ -101,6 +101,7 @@ def test_the_whitelist_is_the_one_in_the_issue() -> None:
         "restore_config",
         "read_counters",
         "read_health",
+        "firmware_cancel",
     }
 
 

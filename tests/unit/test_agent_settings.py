@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import base64
 from pathlib import Path
 
 import pytest
 
 from posfleet.agent.errors import ConfigError
 from posfleet.agent.settings import AgentSettings, load_agent_settings
-
-KEY = base64.b64encode(bytes(range(32))).decode()
+from posfleet.firmware.signing import generate_private_key, public_key_pem
 
 
 def _load(tmp_path: Path, **overrides: object) -> AgentSettings:
@@ -19,21 +17,40 @@ def _load(tmp_path: Path, **overrides: object) -> AgentSettings:
     )
 
 
-def test_trusted_firmware_keys_are_base64_ed25519_public_keys(tmp_path: Path) -> None:
-    assert _load(tmp_path, trusted_firmware_keys=[KEY]).trusted_firmware_keys == [KEY]
+def _key_file(tmp_path: Path, name: str) -> Path:
+    path = tmp_path / f"{name}.pub"
+    path.write_bytes(public_key_pem(generate_private_key().public_key()))
+    return path
+
+
+def test_two_firmware_keys_are_trusted_at_once_and_revoked_ids_refused(tmp_path: Path) -> None:
+    old, new = _key_file(tmp_path, "old"), _key_file(tmp_path, "new")
+    settings = _load(
+        tmp_path,
+        firmware_trusted_keys={"rel-2025": old, "rel-2026": new},
+        firmware_revoked_key_ids=["rel-2024"],
+    )
+    keys = settings.firmware_keys()
+    assert set(keys.keys) == {"rel-2025", "rel-2026"} and keys.revoked == {"rel-2024"}
 
 
 @pytest.mark.parametrize(
-    ("keys", "message"),
-    [
-        (["not base64!"], "not valid base64"),
-        ([base64.b64encode(b"short").decode()], "decodes to 5 bytes"),
-        ([KEY, KEY], "same key twice"),
-    ],
+    ("content", "message"),
+    [(None, "cannot read"), (b"not a key", "not a PEM public key")],
 )
-def test_bad_firmware_keys_are_refused(tmp_path: Path, keys: list[str], message: str) -> None:
+def test_unreadable_firmware_key_files_are_refused(
+    tmp_path: Path, content: bytes | None, message: str
+) -> None:
+    path = tmp_path / "release.pub"
+    if content is not None:
+        path.write_bytes(content)
     with pytest.raises(ConfigError, match=message):
-        _load(tmp_path, trusted_firmware_keys=keys)
+        _load(tmp_path, firmware_trusted_keys={"rel-1": path})
+
+
+def test_an_unknown_time_zone_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not an IANA time zone"):
+        _load(tmp_path, timezone="Europe/Atlantis")
 
 
 def test_reconnect_bounds_must_be_ordered(tmp_path: Path) -> None:
@@ -41,8 +58,9 @@ def test_reconnect_bounds_must_be_ordered(tmp_path: Path) -> None:
         _load(tmp_path, reconnect_min_s=30, reconnect_max_s=5)
 
 
-def test_keys_come_from_the_environment_as_json(
+def test_firmware_keys_come_from_the_environment_as_json(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("POSFLEET_AGENT_TRUSTED_FIRMWARE_KEYS", f'["{KEY}"]')
-    assert _load(tmp_path).trusted_firmware_keys == [KEY]
+    path = _key_file(tmp_path, "env")
+    monkeypatch.setenv("POSFLEET_AGENT_FIRMWARE_TRUSTED_KEYS", f'{{"rel-env": "{path}"}}')
+    assert _load(tmp_path).firmware_trusted_keys == {"rel-env": path}

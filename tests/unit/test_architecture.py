@@ -20,11 +20,19 @@ FORBIDDEN: dict[str, set[str]] = {
     },
     "agent": CENTRAL | {"simulator"},
     "store": {"agent", "simulator", "broker_bridge", "diagnostics", "firmware", "dashboard",
-              "central"},
+              "central", "helpdesk"},
     "broker_bridge": {"dashboard", "central", "simulator"},
     "diagnostics": {"dashboard", "central", "simulator"},
-    "firmware": {"dashboard", "central", "simulator"},
+    "firmware": {"agent", "dashboard", "central", "simulator"},
     "simulator": CENTRAL,
+    "helpdesk": {"agent", "simulator", "broker_bridge", "diagnostics", "firmware", "dashboard",
+                 "central"},
+    # Reports read what diagnostics and firmware keep; the pages and the CLI show them.
+    "reports": {"agent", "simulator", "broker_bridge", "dashboard", "central"},
+    "knowledge": {"agent", "simulator", "broker_bridge", "firmware", "dashboard", "central"},
+    # Languages are below everything that shows text: only the users table's setting.
+    "i18n": {"agent", "simulator", "broker_bridge", "diagnostics", "firmware", "dashboard",
+             "central", "helpdesk", "reports", "knowledge"},
 }  # fmt: skip
 
 
@@ -65,6 +73,33 @@ class Block(importlib.abc.MetaPathFinder):
         return None
 sys.meta_path.insert(0, Block())
 import posfleet.agent.cli, posfleet.agent.runner, posfleet.agent.daemon
+print("ok")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize(
+    "module",
+    ["posfleet.firmware.signing", "posfleet.firmware.download_tokens", "posfleet.firmware"],
+)
+def test_firmware_verification_imports_without_the_central_stack(module: str) -> None:
+    """The agent verifies manifests with posfleet.firmware.signing on the terminal itself."""
+    script = f"""
+import importlib.abc, sys
+BLOCKED = {{"aiohttp", "sqlalchemy", "influxdb_client", "alembic", "asyncpg", "aiosqlite",
+           "argon2", "rich", "yaml"}}
+class Block(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BLOCKED:
+            raise ImportError(f"{{name}} is not installed on a terminal")
+        return None
+sys.meta_path.insert(0, Block())
+import {module}
+from posfleet.firmware.signing import TrustedKeys, sign_manifest
 print("ok")
 """
     result = subprocess.run(

@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
-from posfleet.diagnostics.fleet_correlation import CorrelationPolicy, Peer, choose_group
-from posfleet.diagnostics.rule_model import CorrelateBy
+import pytest
+
+from posfleet.diagnostics.fleet_correlation import (
+    FIXED_BY_GROUP,
+    SHARED_CAUSES,
+    CorrelationPolicy,
+    FleetGroup,
+    Peer,
+    choose_group,
+)
+from posfleet.diagnostics.rule_model import CorrelateBy, Escalation
 
 RULE = "network.host_unreachable"
 DIMS = (CorrelateBy.ACQUIRER, CorrelateBy.SITE, CorrelateBy.MERCHANT)
@@ -64,3 +73,52 @@ def test_firmware_only_counts_terminals_that_just_updated() -> None:
         )
         is None
     )
+
+
+def _group(by: CorrelateBy, value: str) -> FleetGroup:
+    return FleetGroup(f"{by.value}:{value}/{RULE}", by, value, (_peer(1),))
+
+
+def test_every_kind_of_shared_cause_has_its_own_remedy_and_who_fixes_it() -> None:
+    assert set(SHARED_CAUSES) == set(CorrelateBy)
+    remedies = {by: _group(by, "X1").remedy() for by in CorrelateBy}
+    assert len({steps for steps in remedies.values()}) == len(CorrelateBy)
+    for steps in remedies.values():
+        assert steps and all(step and "{" not in step for step in steps)
+    assert {by: cause.fixed_by for by, cause in SHARED_CAUSES.items()} == FIXED_BY_GROUP
+
+
+@pytest.mark.parametrize(
+    ("by", "value", "says", "never"),
+    [
+        (CorrelateBy.SITE, "S-9", ["router or modem on site", "at site S-9"], ["acquirer"]),
+        (CorrelateBy.MERCHANT, "M-7", ["merchant M-7's contact"], ["acquirer"]),
+        (
+            CorrelateBy.ACQUIRER,
+            "5",
+            ["Nothing for the merchants to fix", "contacts the acquirer", "offline (fallback)"],
+            ["check the router", "swap"],
+        ),
+        (
+            CorrelateBy.FIRMWARE,
+            "3.0.0",
+            ["escalates to ops", "hold (pause) every rollout of firmware 3.0.0", "rollback"],
+            ["router", "swap"],
+        ),
+    ],
+)
+def test_a_fleet_remedy_follows_the_shared_cause(
+    by: CorrelateBy, value: str, says: list[str], never: list[str]
+) -> None:
+    steps = " ".join(_group(by, value).remedy())
+    for text in says:
+        assert text in steps
+    for text in never:
+        assert text not in steps
+
+
+def test_the_acquirer_and_a_firmware_are_support_s_next_step_a_site_keeps_the_rules() -> None:
+    for by in (CorrelateBy.ACQUIRER, CorrelateBy.FIRMWARE):
+        assert _group(by, "x").escalation(Escalation.ON_SITE) is Escalation.REMOTE_FIX
+    for by in (CorrelateBy.SITE, CorrelateBy.MERCHANT):
+        assert _group(by, "x").escalation(Escalation.ON_SITE) is Escalation.ON_SITE

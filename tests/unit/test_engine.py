@@ -18,7 +18,7 @@ from posfleet.contract.health import CardReader
 from posfleet.diagnostics.counter_window import CounterWindow
 from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_engine import RuleEngine
-from posfleet.diagnostics.rule_files import parse_rules
+from posfleet.diagnostics.rule_files import load_builtin_rules, parse_rules
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 RULE = """\
@@ -182,3 +182,22 @@ def test_reload_keeps_running_state_and_clears_removed_rules() -> None:
     # "hot" stays firing: no second OPENED for it after the reload.
     assert feed.report(60, temperature_c=71.0) == []
     assert engine.firing("T-1") == ["hot"]
+
+
+def test_a_firmware_rollback_is_named_by_its_own_rule_not_a_generic_report() -> None:
+    engine = RuleEngine([r for r in load_builtin_rules() if r.id == "firmware.rolled_back"])
+    event = FaultEvent(
+        seq=1,
+        ts=T0,
+        code="firmware.rolled_back",
+        component=Component.FIRMWARE,
+        severity=Severity.ERROR,
+        detail="new firmware failed to boot; previous slot restored",
+    )
+    opened = engine.observe_event("T-1", event, T0)
+    assert [(f.kind.value, f.rule.title) for f in opened] == [
+        ("opened", "New firmware failed and was rolled back")
+    ]
+    assert "Nothing for the merchant" in opened[0].rule.remedy[0]
+    assert engine.tick(_at(23 * 3600)) == []
+    assert _kinds(engine.tick(_at(24 * 3600 + 60))) == ["cleared:firmware.rolled_back"]

@@ -34,6 +34,9 @@ class CollectLogsArgs(NoArgs):
 
     start: AwareDatetime = Field(alias="from")
     end: AwareDatetime = Field(alias="to")
+    skip: Annotated[int, Field(ge=0, le=64 << 20)] = 0
+    """Bytes of the range's newest log text already fetched (the previous part's
+    ``next_skip``): a log too large for one message comes in parts, newest first."""
 
     @model_validator(mode="after")
     def _sane_range(self) -> CollectLogsArgs:

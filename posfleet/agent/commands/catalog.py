@@ -17,9 +17,13 @@ from posfleet.agent.commands.args import (
     RestoreConfigArgs,
 )
 from posfleet.agent.drivers.base import DiagnosticTest, SupportsRemoteActions
+from posfleet.contract import FIRMWARE_CANCEL, FirmwareCancelArgs
 
 Handler = Callable[[SupportsRemoteActions, Any, datetime], Awaitable[dict[str, Any]]]
 """``(driver, validated args, now) -> output``."""
+
+UpdaterHandler = Callable[[handlers.FirmwareControl, Any, str], Awaitable[dict[str, Any]]]
+"""``(firmware updater, validated args, issued_by) -> output``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +35,19 @@ class CommandSpec:
     driver_method: str
     """The driver method it needs; a driver without it rejects the command."""
     run: Handler
+
+
+@dataclass(frozen=True, slots=True)
+class UpdaterCommandSpec:
+    """A whitelisted command the agent's firmware updater answers.
+
+    It needs no serial link (the updater holds the terminal only as its steps need it),
+    so it runs without waiting for the link and even while an install is under way.
+    """
+
+    name: str
+    args: type[BaseModel]
+    run: UpdaterHandler
 
 
 def _diagnostic(test: DiagnosticTest) -> Handler:
@@ -70,5 +87,15 @@ _SPECS = [
     CommandSpec("read_health", NoArgs, "read_health", lambda d, a, now: handlers.read_health(d)),
 ]
 
-CATALOG: dict[str, CommandSpec] = {spec.name: spec for spec in _SPECS}
+_UPDATER_SPECS: list[CommandSpec | UpdaterCommandSpec] = [
+    UpdaterCommandSpec(
+        FIRMWARE_CANCEL,
+        FirmwareCancelArgs,
+        handlers.firmware_cancel,
+    ),
+]
+
+CATALOG: dict[str, CommandSpec | UpdaterCommandSpec] = {
+    spec.name: spec for spec in [*_SPECS, *_UPDATER_SPECS]
+}
 """Every command the agent accepts, by name."""

@@ -30,8 +30,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from posfleet.agent.commands.catalog import CATALOG
+from posfleet.agent.commands.catalog import CATALOG, UpdaterCommandSpec
 from posfleet.agent.commands.errors import CommandError, CommandFailed, CommandRejected
+from posfleet.agent.commands.handlers import FirmwareControl
 from posfleet.agent.drivers.errors import TerminalRefusedError
 from posfleet.agent.errors import OutboxError
 from posfleet.agent.outbox import CommandState, EntryKind, Outbox
@@ -68,8 +69,11 @@ class CommandDispatcher:
         on_result: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utcnow,
         timeout_s: float = COMMAND_TIMEOUT_S,
+        firmware: FirmwareControl | None = None,
     ) -> None:
         self.driver = driver
+        self.firmware = firmware
+        """The firmware updater, for its commands (``firmware_cancel``); None: none runs."""
         self.outbox = outbox
         self.serial_lock = serial_lock
         self._on_result = on_result
@@ -157,6 +161,8 @@ class CommandDispatcher:
             args = spec.args.model_validate(command.args)
         except ValidationError as exc:
             raise CommandRejected(f"invalid arguments for {command.name}: {_summary(exc)}") from exc
+        if isinstance(spec, UpdaterCommandSpec):
+            return await self._execute_in_updater(spec, command, args)
         if not callable(getattr(self.driver, spec.driver_method, None)):
             raise CommandRejected(f"{command.name} is not supported by this terminal's driver")
         log.info("running command %s (%s, by %s)", command.id, command.name, command.issued_by)
@@ -169,6 +175,23 @@ class CommandDispatcher:
             raise CommandFailed(str(exc), {"result_code": exc.result_code}) from exc
         except SerialLinkError as exc:
             raise CommandFailed(f"the terminal did not answer: {exc}") from exc
+        except TimeoutError as exc:
+            raise CommandFailed(f"no outcome within {self._timeout_s:g} s") from exc
+        except Exception as exc:
+            log.exception("command %s (%s) crashed", command.id, command.name)
+            raise CommandFailed(f"agent error: {type(exc).__name__}: {exc}") from exc
+
+    async def _execute_in_updater(
+        self, spec: UpdaterCommandSpec, command: Command, args: Any
+    ) -> dict[str, Any]:
+        if self.firmware is None:
+            raise CommandRejected(f"{command.name}: this agent runs no firmware updater")
+        log.info("running command %s (%s, by %s)", command.id, command.name, command.issued_by)
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return await spec.run(self.firmware, args, command.issued_by)
+        except CommandError:
+            raise
         except TimeoutError as exc:
             raise CommandFailed(f"no outcome within {self._timeout_s:g} s") from exc
         except Exception as exc:

@@ -9,13 +9,18 @@ dispatcher turns them into ``failed`` results.
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from posfleet.agent.commands.args import CollectLogsArgs, PrintLineArgs, RestoreConfigArgs
 from posfleet.agent.commands.errors import CommandFailed
 from posfleet.agent.drivers.base import DiagnosticResult, DiagnosticTest, SupportsRemoteActions
 from posfleet.agent.log_scrubber import scrub
+from posfleet.contract import FirmwareCancelArgs
+
+if TYPE_CHECKING:
+    from posfleet.agent.firmware_cancel import CancelOutcome
 
 LOG_UPLOAD_LIMIT = 48 * 1024
 """Bytes of scrubbed log text one result carries; the contract caps payloads at 64 KiB."""
@@ -54,29 +59,49 @@ async def print_line(driver: SupportsRemoteActions, args: PrintLineArgs) -> dict
 
 
 async def collect_logs(driver: SupportsRemoteActions, args: CollectLogsArgs) -> dict[str, Any]:
-    """Read the logs of the range, mask card numbers, keep the newest lines that fit."""
+    """Read the logs of the range, mask card numbers, upload the newest lines that fit.
+
+    One result carries at most :data:`LOG_UPLOAD_LIMIT` bytes of text *as encoded in
+    the JSON payload* (escapes included), so it always fits the contract's payload
+    limit. When older lines are left, ``next_skip`` says what to send as ``skip`` in
+    the next ``collect_logs`` of the same range to fetch the part before this one.
+    """
     logs = await driver.collect_logs(args.start, args.end, max_bytes=LOG_READ_LIMIT)
     scrubbed = scrub(logs.text)
-    text, cut = _newest_lines(scrubbed.text, LOG_UPLOAD_LIMIT)
+    data = scrubbed.text.encode()
+    end = max(0, len(data) - args.skip)
+    start = _newest_lines_start(data[:end], LOG_UPLOAD_LIMIT)
+    text = data[start:end].decode(errors="ignore")
+    older = start > 0
     return {
         "from": args.start.isoformat(),
         "to": args.end.isoformat(),
         "lines": text.count("\n") + (1 if text and not text.endswith("\n") else 0),
         "text": text,
-        "truncated": cut or logs.truncated,
+        "truncated": older or logs.truncated,
         "masked_card_numbers": scrubbed.masked,
+        "skip": args.skip,
+        "next_skip": len(data) - start if older else None,
     }
 
 
-def _newest_lines(text: str, limit: int) -> tuple[str, bool]:
-    """The longest tail of whole lines that fits in ``limit`` UTF-8 bytes."""
-    data = text.encode()
-    if len(data) <= limit:
-        return text, False
-    tail = data[-limit:]
-    newline = tail.find(b"\n")
-    tail = tail[newline + 1 :] if newline >= 0 else b""
-    return tail.decode(errors="ignore"), True
+def _newest_lines_start(data: bytes, limit: int) -> int:
+    """Where the longest tail of whole lines of ``data`` starts whose JSON string form
+    (escapes included, the quotes not) takes at most ``limit`` bytes."""
+    start, used = len(data), 0
+    while start > 0:
+        newline = data.rfind(b"\n", 0, start - 1)
+        line_start = newline + 1  # 0 when no earlier newline: the first line
+        line = data[line_start:start].decode(errors="ignore")
+        used += len(json.dumps(line, ensure_ascii=False).encode()) - 2
+        if used > limit:
+            break
+        start = line_start
+    if start == len(data) and data:
+        # One line longer than a part: its newest end, short enough even if every
+        # byte needs a six-byte escape, so that the next part moves on.
+        start = len(data) - min(len(data), limit // 6)
+    return start
 
 
 async def sync_clock(driver: SupportsRemoteActions, now: datetime) -> dict[str, Any]:
@@ -121,3 +146,25 @@ async def read_health(driver: SupportsRemoteActions) -> dict[str, Any]:
     metrics = await driver.read_health()
     output: dict[str, Any] = metrics.model_dump(mode="json", exclude_none=True)
     return output
+
+
+class FirmwareControl(Protocol):
+    """What updater commands need of the agent's firmware updater."""
+
+    async def cancel(self, action_id: str, actor: str) -> CancelOutcome:
+        """Stop the Action's update if that is safe; say what was done."""
+        ...
+
+
+async def firmware_cancel(
+    updater: FirmwareControl, args: FirmwareCancelArgs, issued_by: str
+) -> dict[str, Any]:
+    """The centre cancelled an Action: stop its update unless it is writing to the terminal.
+
+    ``ok`` when it was stopped or there was nothing to stop; ``failed`` with the reason
+    when the update is installing or rebooting and goes on.
+    """
+    outcome = await updater.cancel(args.action_id, issued_by)
+    if outcome.refused:
+        raise CommandFailed(outcome.detail, outcome.output())
+    return outcome.output()

@@ -7,6 +7,7 @@ The updater calls :func:`write_firmware_image`, then (in the maintenance window)
 from __future__ import annotations
 
 import hashlib
+import mmap
 from collections.abc import Callable
 
 from posfleet.agent.drivers.base import FirmwareSlot, SupportsRemoteActions
@@ -17,12 +18,15 @@ Progress = Callable[[int, int], None]
 
 async def write_firmware_image(
     driver: SupportsRemoteActions,
-    image: bytes,
+    image: bytes | mmap.mmap,
     version: str,
     *,
     progress: Progress | None = None,
 ) -> FirmwareSlot:
     """Transfer ``image`` and have the terminal verify its SHA-256; returns the slot written.
+
+    ``image`` may be memory-mapped (the updater maps the downloaded file), so a large
+    image is never copied into the agent's memory whole.
 
     A transfer that was interrupted resumes where the terminal says it stopped. Raises
     ``TerminalRefusedError`` if the terminal rejects the image (too large, hash mismatch).

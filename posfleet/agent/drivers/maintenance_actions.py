@@ -153,11 +153,11 @@ def log_request_from_tlv(record: TlvRecord) -> tuple[datetime, datetime, int]:
         raise TlvError("COLLECT LOGS without its start or end time")
     if end < start:
         raise TlvError("COLLECT LOGS end is before start")
-    return (
-        datetime.fromtimestamp(start, UTC),
-        datetime.fromtimestamp(end, UTC),
-        record.uint(Tag.LOG_OFFSET) or 0,
-    )
+    try:
+        first, last = datetime.fromtimestamp(start, UTC), datetime.fromtimestamp(end, UTC)
+    except (ValueError, OverflowError, OSError) as exc:
+        raise TlvError(f"COLLECT LOGS time {start} or {end} is out of range: {exc}") from exc
+    return first, last, record.uint(Tag.LOG_OFFSET) or 0
 
 
 def log_chunk_to_tlv(chunk: LogChunk) -> list[Tlv]:

@@ -26,6 +26,7 @@ from posfleet.agent.drivers.maintenance_codes import (
 )
 from posfleet.agent.serial.errors import TlvError
 from posfleet.agent.serial.tlv import (
+    MAX_INT_BYTES,
     Tlv,
     TlvRecord,
     flag_tlv,
@@ -201,7 +202,9 @@ def health_to_tlv(m: HealthMetrics) -> list[Tlv]:
         if m.keys.dukpt_remaining is not None:
             items.append(uint_tlv(Tag.DUKPT_REMAINING, m.keys.dukpt_remaining))
         if m.keys.key_expiry is not None:
-            items.append(text_tlv(Tag.KEY_EXPIRY, m.keys.key_expiry.strftime("%Y%m%d")))
+            # isoformat, not strftime("%Y"): glibc writes the year 272 as "272", not "0272".
+            expiry = m.keys.key_expiry.isoformat().replace("-", "")
+            items.append(text_tlv(Tag.KEY_EXPIRY, expiry))
     if m.transactions is not None:
         t = m.transactions
         items += [
@@ -360,6 +363,10 @@ def _transactions(r: TlvRecord) -> Transactions | None:
     for value in r.all(Tag.DECLINE_CODE_COUNT):
         if len(value) < 3:
             raise TlvError("decline code entry shorter than code + count")
+        if len(value) > 2 + MAX_INT_BYTES:
+            # Like every other counter: a count past 64 bits is a broken terminal, and
+            # neither the TLV encoder nor the centre's store could hold it.
+            raise TlvError(f"decline code count of {len(value) - 2} bytes (1 to 8 allowed)")
         codes[value[:2].decode("ascii", "replace")] = int.from_bytes(value[2:], "big")
     present = (approved, declined, failed, unsettled, in_progress)
     if all(v is None for v in present) and not codes:

@@ -3,7 +3,9 @@
 What ZVT tells an outsider is little, so the health this driver reports is partial:
 
 - ``tamper`` (PIN pad defective, ``89`` / ``ED``), ``printer`` (``CC`` not ready, else ok)
-  and ``keys`` (``85`` missing, ``74`` DUKPT exhausted) come from the Status Enquiry;
+  and ``keys`` (``85`` missing, ``74`` DUKPT exhausted) come from the Status Enquiry: from
+  the terminal status byte of its Completion, where real terminals put it (after the
+  software version), or from BMP ``27`` of a Status Information, where older ones do;
 - acquirer-host trouble (``A3``, ``A1``) only shows in a Diagnosis, which makes the terminal
   call its host, so it runs at most every ``diagnosis_interval_s``; it becomes a fault
   event, not a ``network`` metric (ZVT does not say which network the terminal uses);
@@ -18,22 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from posfleet.agent.drivers.base import DetectedFault, TerminalIdentity
 from posfleet.agent.drivers.errors import MalformedReplyError, TerminalRefusedError
+from posfleet.agent.drivers.zvt_messages import ZvtMessage, decode_message
 from posfleet.agent.drivers.zvt_protocol import (
     DEFAULT_PASSWORD,
-    Bitmaps,
     Control,
     control,
     diagnosis,
-    fault_for,
-    parse_bitmaps,
     status_enquiry,
 )
+from posfleet.agent.drivers.zvt_result_codes import fault_for
 from posfleet.agent.serial.apdu import Apdu, success
 from posfleet.agent.serial.link import ConversationLink, Link
 from posfleet.contract import HealthMetrics, Keys, Printer, PrinterStatus
@@ -48,6 +50,15 @@ MAX_MESSAGES = 64
 """A conversation longer than this is a terminal gone wrong, not a long receipt."""
 
 
+_NOT_IN_VERSION = re.compile(r"[^A-Za-z0-9._+~-]+")
+
+
+def version_label(software_version: str | None) -> str:
+    """The terminal's software version as an inventory firmware version (64 safe chars)."""
+    label = _NOT_IN_VERSION.sub("_", software_version or "").strip("_")[:64]
+    return label or "unknown"
+
+
 @dataclass
 class ZvtOutcome:
     """What one command's conversation ended with."""
@@ -55,10 +66,22 @@ class ZvtOutcome:
     result_code: int
     terminal_id: str | None = None
     printed: list[str] = field(default_factory=list)
+    software_version: str | None = None
+    terminal_status: int | None = None
+    """The status byte of a Status Enquiry's Completion, if the terminal sent one."""
+
+    @property
+    def status_code(self) -> int:
+        """How the terminal is: its status byte if it sent one, else the result code."""
+        return self.result_code if self.terminal_status is None else self.terminal_status
 
 
 class ZvtDriver:
-    """A :class:`~posfleet.agent.drivers.base.TerminalDriver` over ZVT (no remote actions)."""
+    """A :class:`~posfleet.agent.drivers.base.TerminalDriver` over ZVT (no remote actions).
+
+    ZVT has no firmware transfer, so this driver is no ``SupportsRemoteActions`` and the
+    firmware updater answers every offer ``rejected``: "driver zvt cannot install firmware".
+    """
 
     def __init__(
         self,
@@ -85,20 +108,32 @@ class ZvtDriver:
         self._lock = asyncio.Lock()
 
     async def identify(self) -> TerminalIdentity:
-        """The terminal id is all ZVT reveals; model and version are not part of it."""
+        """Terminal id and software version: all ZVT reveals (no model, no hardware).
+
+        A real terminal's Status Enquiry names its software but not its terminal id; the id
+        then comes from the Status Information of a Diagnosis, once, at start-up.
+        """
         outcome = await self._converse(status_enquiry(self.password))
-        tid = outcome.terminal_id or "unknown"
+        tid = outcome.terminal_id
+        if tid is None and self.diagnosis_supported:
+            try:
+                tid = (await self._converse(diagnosis())).terminal_id
+            except TerminalRefusedError as exc:
+                if exc.result_code != NOT_SUPPORTED:
+                    raise
+                self.diagnosis_supported = False
+        tid = tid or "unknown"
         return TerminalIdentity(
             model="ZVT terminal",
             serial=tid,
             hw_revision="",
-            firmware_version="unknown",
+            firmware_version=version_label(outcome.software_version),
             capabilities=["zvt"],
         )
 
     async def read_health(self) -> HealthMetrics:
         """The partial health a Status Enquiry gives (see the module docstring)."""
-        code = (await self._converse(status_enquiry(self.password))).result_code
+        code = (await self._converse(status_enquiry(self.password))).status_code
         self._status_code = code
         return HealthMetrics(
             tamper=code in (0x89, 0xED),
@@ -110,8 +145,8 @@ class ZvtDriver:
         """Faults whose result code appeared since the previous call."""
         faults: list[DetectedFault] = []
         status = await self._converse(status_enquiry(self.password))
-        self._status_code = status.result_code
-        faults += self._new_fault("status", status.result_code)
+        self._status_code = status.status_code
+        faults += self._new_fault("status", status.status_code, status=True)
         now = self._clock()
         due = (
             self._last_diagnosis is None or now - self._last_diagnosis >= self.diagnosis_interval_s
@@ -136,11 +171,11 @@ class ZvtDriver:
         self._last_diagnosis = self._clock()
         return await self._converse(diagnosis())
 
-    def _new_fault(self, source: str, code: int) -> list[DetectedFault]:
+    def _new_fault(self, source: str, code: int, *, status: bool = False) -> list[DetectedFault]:
         previous, self._reported[source] = self._reported[source], code
         if code == previous:
             return []
-        fault = fault_for(code)
+        fault = fault_for(code, status=status)
         return [] if fault is None else [fault]
 
     async def _converse(self, command: Apdu) -> ZvtOutcome:
@@ -157,7 +192,7 @@ class ZvtDriver:
                 await self.link.send(success())
                 kind = control(message)
                 if kind in (Control.STATUS_INFORMATION, Control.COMPLETION):
-                    self._take(outcome, parse_bitmaps(message.data))
+                    self._take(outcome, decode_message(message))
                     if kind == Control.COMPLETION:
                         return outcome
                 elif kind == Control.ABORT:
@@ -171,8 +206,12 @@ class ZvtDriver:
             raise MalformedReplyError(f"{name}: no completion after {MAX_MESSAGES} messages")
 
     @staticmethod
-    def _take(outcome: ZvtOutcome, bitmaps: Bitmaps) -> None:
-        if bitmaps.result_code is not None:
-            outcome.result_code = bitmaps.result_code
-        if bitmaps.terminal_id is not None:
-            outcome.terminal_id = bitmaps.terminal_id
+    def _take(outcome: ZvtOutcome, message: ZvtMessage) -> None:
+        if message.result_code is not None:
+            outcome.result_code = message.result_code
+        if message.terminal_id is not None:
+            outcome.terminal_id = message.terminal_id
+        if message.terminal_status is not None:
+            outcome.terminal_status = message.terminal_status
+        if message.software_version is not None:
+            outcome.software_version = message.software_version

@@ -85,3 +85,40 @@ def success(data: bytes = b"") -> Apdu:
 def failure(result_code: int, data: bytes = b"") -> Apdu:
     """A negative completion with ``result_code``."""
     return Apdu(FAILURE_CLASS, result_code, data)
+
+
+MAX_APDU_BYTES = 5 + MAX_DATA_BYTES
+
+
+class ApduStream:
+    """Sans-IO splitter of an unframed APDU byte stream (ZVT over TCP) into APDUs.
+
+    ``feed(bytes)`` returns the complete APDUs' bytes, in order; a partial APDU waits for
+    the rest. There is no resynchronisation on a byte stream: the length field is the only
+    boundary, so the stream is trusted as TCP delivers it.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    @property
+    def pending(self) -> int:
+        """Bytes held of an APDU not yet complete."""
+        return len(self._buffer)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data``; return every APDU it completes."""
+        self._buffer += data
+        out: list[bytes] = []
+        while len(self._buffer) >= 3:
+            size, start = self._buffer[2], 3
+            if size == LONG_LENGTH_MARKER:
+                if len(self._buffer) < 5:
+                    break
+                size, start = self._buffer[3] | self._buffer[4] << 8, 5
+            end = start + size
+            if len(self._buffer) < end:
+                break
+            out.append(bytes(self._buffer[:end]))
+            del self._buffer[:end]
+        return out

@@ -1,0 +1,1 @@
+"""The built-in knowledge entries (YAML), one file per rule file."""
