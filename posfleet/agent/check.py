@@ -17,6 +17,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
 from posfleet.agent.drivers.errors import MalformedReplyError, TerminalRefusedError
+from posfleet.agent.drivers.zvt_tcp import ZvtTcpLink, is_zvt_tcp_url
 from posfleet.agent.errors import AgentError
 from posfleet.agent.runner import broker_endpoint, make_driver
 from posfleet.agent.serial.errors import (
@@ -50,12 +51,28 @@ class CheckResult:
 
 
 async def check_serial(settings: AgentSettings) -> CheckResult:
-    """Open the serial port and ask the terminal who it is."""
+    """Open the serial port (or the ``zvt+tcp://`` connection) and ask the terminal who it is."""
     url, driver_name = settings.serial_url, settings.driver
+    over_tcp = is_zvt_tcp_url(url)
     try:
-        async with SerialLink(url, settings=PortSettings(baudrate=settings.baudrate)) as link:
+        link: SerialLink | ZvtTcpLink
+        if over_tcp:
+            link = ZvtTcpLink.from_url(url)
+        else:
+            link = SerialLink(url, settings=PortSettings(baudrate=settings.baudrate))
+        async with link:
             identity = await make_driver(settings, link).identify()
+    except ValueError as exc:  # a zvt+tcp:// address that is not one
+        return CheckResult("serial", False, f"{exc}. Fix serial_url.")
     except PortOpenError as exc:
+        if over_tcp:
+            return CheckResult(
+                "serial",
+                False,
+                f"{exc}. Check the host and port in serial_url (ZVT's default port is "
+                "20007), that the terminal's ECR interface is set to TCP/IP, and that no "
+                "firewall is in between.",
+            )
         return CheckResult(
             "serial",
             False,
@@ -63,6 +80,13 @@ async def check_serial(settings: AgentSettings) -> CheckResult:
             "user may open it (group dialout).",
         )
     except NoAckError as exc:
+        if over_tcp:
+            return CheckResult(
+                "serial",
+                False,
+                f"{url}: {exc}. Something accepts connections there but does not answer "
+                "ZVT: check that the port is the terminal's ECR port.",
+            )
         return CheckResult(
             "serial",
             False,
@@ -85,11 +109,12 @@ async def check_serial(settings: AgentSettings) -> CheckResult:
         )
     except (PortClosedError, SerialLinkError, AgentError) as exc:
         return CheckResult("serial", False, f"{url}: {exc}")
+    line = "TCP/IP" if over_tcp else f"{settings.baudrate} baud"
     return CheckResult(
         "serial",
         True,
         f"{url}: {identity.model} serial {identity.serial}, firmware "
-        f"{identity.firmware_version} ({driver_name} driver, {settings.baudrate} baud)",
+        f"{identity.firmware_version} ({driver_name} driver, {line})",
     )
 
 

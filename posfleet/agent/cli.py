@@ -48,6 +48,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     decode.add_argument(
         "file", nargs="?", default="-", help="hex dump (plain, 0x.., xxd or hexdump -C); - is stdin"
     )
+    decode.add_argument(
+        "--tcp",
+        action="store_true",
+        help="the capture is ZVT over TCP/IP: unframed APDUs, no DLE/STX/ETX, CRC or ACK bytes",
+    )
     decode.set_defaults(func=_cmd_trace_decode)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -100,9 +105,10 @@ def _cmd_trace_decode(args: argparse.Namespace) -> int:
             text = Path(args.file).read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
             raise AgentError(f"cannot read {args.file}: {exc.strerror or exc}") from None
-    from posfleet.agent.trace import decode_capture, parse_hex_dump
+    from posfleet.agent.trace import decode_capture, decode_tcp_capture, parse_hex_dump
 
-    for record in decode_capture(parse_hex_dump(text)):
+    decode = decode_tcp_capture if args.tcp else decode_capture
+    for record in decode(parse_hex_dump(text)):
         print(json.dumps(record))
     return 0
 

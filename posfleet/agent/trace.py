@@ -1,8 +1,10 @@
-"""``posfleet-agent trace decode``: turn a hex dump of a serial capture into one JSON per event.
+"""``posfleet-agent trace decode``: turn a hex dump of a capture into one JSON per event.
 
 For field engineers with a line sniffer: paste what it captured (plain hex, ``0x``-prefixed
 bytes, ``xxd`` or ``hexdump -C`` output) and get every frame, ACK, NAK and error, with
 the APDU split into class, instruction, length and data, and whether the CRC matched.
+A capture of ZVT over TCP (:func:`decode_tcp_capture`) holds unframed APDUs instead: one
+record per APDU, without CRC.
 A ZVT message also gets its decoded fields under ``zvt`` (software version, terminal status
 and result code with their meanings, amount, receipt, card type ...; never card data).
 """
@@ -23,7 +25,7 @@ from posfleet.agent.drivers.zvt_bitmaps import ZvtDecodeError
 from posfleet.agent.drivers.zvt_messages import decode_message
 from posfleet.agent.drivers.zvt_protocol import Control
 from posfleet.agent.errors import AgentError
-from posfleet.agent.serial.apdu import LONG_LENGTH_MARKER, Apdu
+from posfleet.agent.serial.apdu import LONG_LENGTH_MARKER, Apdu, ApduStream
 from posfleet.agent.serial.errors import ApduError
 from posfleet.agent.serial.frames import (
     AckReceived,
@@ -92,8 +94,9 @@ def describe_apdu(apdu: Apdu) -> str:
         return "unknown"
 
 
-def _frame(raw: bytes, offset: int, crc_ok: bool, errors: list[str]) -> dict[str, Any]:
-    record: dict[str, Any] = {"type": "frame", "offset": offset}
+def _apdu_fields(raw: bytes, errors: list[str]) -> tuple[dict[str, Any], list[str]]:
+    """The APDU's class, instruction, length, data, name and ZVT fields; errors added."""
+    record: dict[str, Any] = {}
     if len(raw) >= 3:
         long_form = raw[2] == LONG_LENGTH_MARKER
         record |= {
@@ -117,7 +120,12 @@ def _frame(raw: bytes, offset: int, crc_ok: bool, errors: list[str]) -> dict[str
                 record["zvt"] = decode_message(apdu).summary()
             except ZvtDecodeError as exc:
                 errors = [*errors, str(exc)]
-    return record | {"crc_ok": crc_ok, "errors": errors}
+    return record, errors
+
+
+def _frame(raw: bytes, offset: int, crc_ok: bool, errors: list[str]) -> dict[str, Any]:
+    fields, errors = _apdu_fields(raw, errors)
+    return {"type": "frame", "offset": offset} | fields | {"crc_ok": crc_ok, "errors": errors}
 
 
 def _record(event: DecoderEvent, offset: int) -> dict[str, Any]:
@@ -171,4 +179,25 @@ def decode_capture(data: bytes) -> Iterator[dict[str, Any]]:
             "type": "error",
             "offset": len(data) - 1,
             "errors": ["capture ends inside a frame"],
+        }
+
+
+def decode_tcp_capture(data: bytes) -> Iterator[dict[str, Any]]:
+    """One ``apdu`` record per APDU of a ZVT-over-TCP capture (one direction or both, as
+    the bytes passed the wire), in order; ``offset`` is where the APDU ends.
+
+    The stream has no framing to resynchronise on: the length fields are its only
+    boundaries, so a capture that starts inside an APDU decodes as nonsense from there.
+    """
+    stream = ApduStream()
+    end = 0
+    for raw in stream.feed(data):
+        end += len(raw)
+        fields, errors = _apdu_fields(raw, [])
+        yield {"type": "apdu", "offset": end - 1} | fields | {"errors": errors}
+    if stream.pending:
+        yield {
+            "type": "error",
+            "offset": len(data) - 1,
+            "errors": [f"capture ends inside an APDU ({stream.pending} byte(s) of it)"],
         }

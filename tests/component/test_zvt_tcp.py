@@ -85,3 +85,18 @@ def test_zvt_over_tcp_needs_the_zvt_driver_and_a_valid_address() -> None:
         load_agent_settings(None, **base, serial_url="zvt+tcp://10.0.0.5:20007")
     with pytest.raises(ConfigError, match="port must be a number"):
         load_agent_settings(None, **base, serial_url="zvt+tcp://10.0.0.5:x", driver="zvt")
+
+
+async def test_check_reaches_a_terminal_over_tcp_and_names_a_closed_port() -> None:
+    from posfleet.agent.check import check_serial
+    from tests.harness import free_port
+
+    base = {"terminal_id": "T1", "broker_url": "mqtt://127.0.0.1:1883", "driver": "zvt"}
+    async with serve_tcp(_terminal(), framing="none") as url:
+        result = await check_serial(load_agent_settings(None, **base, serial_url=url))
+    assert result.ok, result.message
+    assert "serial 52500117" in result.message and "TCP/IP" in result.message
+    closed = f"zvt+tcp://127.0.0.1:{free_port()}"
+    result = await check_serial(load_agent_settings(None, **base, serial_url=closed))
+    assert not result.ok
+    assert closed in result.message and "ECR interface is set to TCP/IP" in result.message

@@ -133,3 +133,30 @@ def test_an_unreadable_file_is_a_clear_error(
 ) -> None:
     assert main(["trace", "decode", str(tmp_path / "missing.txt")]) == 1
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_a_tcp_capture_decodes_apdu_by_apdu(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.unit.test_zvt_messages import PORTALUM_PAYMENT, issue_18_completion
+
+    wire = (
+        bytes.fromhex("05 01 03 00 00 00 80 00 00")  # Status Enquiry, the terminal's ack
+        + issue_18_completion(0xCC)  # the real terminal's Completion: printer not ready
+        + bytes.fromhex("80 00 00")
+        + PORTALUM_PAYMENT
+        + bytes.fromhex("06 0f 10 f0")  # cut off by the end of the capture
+    )
+    monkeypatch.setattr("sys.stdin", io.StringIO(wire.hex(" ")))
+    assert main(["trace", "decode", "--tcp", "-"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["type"] for r in records] == ["apdu"] * 5 + ["error"]
+    enquiry, ack, completion, _, payment, cut = records
+    assert enquiry["name"] == "zvt status enquiry" and ack["name"] == "positive completion"
+    assert "crc_ok" not in completion and completion["errors"] == []
+    assert completion["zvt"]["software_version"].startswith("GER-APP-v2.0.9")
+    assert completion["zvt"]["terminal_status"] == "cc"
+    assert "printer" in completion["zvt"]["terminal_status_meaning"].lower()
+    assert payment["zvt"]["amount_cents"] == 2040 and payment["zvt"]["result_code"] == "00"
+    assert payment["offset"] == len(wire) - 5
+    assert cut["errors"] == ["capture ends inside an APDU (4 byte(s) of it)"]
