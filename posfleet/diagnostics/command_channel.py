@@ -14,7 +14,6 @@ import contextlib
 import itertools
 import logging
 import secrets
-import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from types import TracebackType
@@ -92,7 +91,7 @@ class MqttCommandSender:
         self._waiting: dict[str, asyncio.Future[CommandResult]] = {}
         # PUBACKs awaited by publish(), by mid; paho's thread resolves them.
         self._acks: dict[int, asyncio.Future[None]] = {}
-        self._acks_lock = threading.Lock()
+        """PUBACK futures by mid; only the event loop's thread touches it."""
         self._ready = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client = mqtt.Client(
@@ -188,18 +187,17 @@ class MqttCommandSender:
         try:
             async with asyncio.timeout(timeout_s):
                 await self._ready.wait()
-                # Under the lock, so that paho's thread cannot see the PUBACK before
-                # the future for its mid is registered.
-                with self._acks_lock:
-                    info = self._client.publish(
-                        topic(terminal_id, channel), encode(payload), qos=QOS
-                    )
-                    if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
-                        why = mqtt.error_string(info.rc)
-                        raise DiagnosticsError(f"cannot publish {channel} to {terminal_id}: {why}")
-                    mid = info.mid
-                    acked: asyncio.Future[None] = loop.create_future()
-                    self._acks[mid] = acked
+                # No lock around paho's publish: paho's thread holds its own message lock
+                # while it runs on_publish, so a lock taken on both sides deadlocks. The
+                # PUBACK is settled on this loop's thread (_acked), which cannot run before
+                # the future is registered below: nothing yields in between.
+                info = self._client.publish(topic(terminal_id, channel), encode(payload), qos=QOS)
+                if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    why = mqtt.error_string(info.rc)
+                    raise DiagnosticsError(f"cannot publish {channel} to {terminal_id}: {why}")
+                mid = info.mid
+                acked: asyncio.Future[None] = loop.create_future()
+                self._acks[mid] = acked
                 await acked
         except TimeoutError:
             raise DiagnosticsError(
@@ -207,8 +205,12 @@ class MqttCommandSender:
             ) from None
         finally:
             if mid is not None:
-                with self._acks_lock:
-                    self._acks.pop(mid, None)
+                self._acks.pop(mid, None)
+
+    def _acked(self, mid: int, refusal: str | None) -> None:
+        future = self._acks.pop(mid, None)
+        if future is not None:
+            _settle(future, refusal)
 
     # -- paho's thread -------------------------------------------------------------------
 
@@ -220,10 +222,7 @@ class MqttCommandSender:
         reason_code: ReasonCode,
         _properties: object,
     ) -> None:
-        with self._acks_lock:
-            future = self._acks.pop(mid, None)
-        if future is not None:
-            self._call(_settle, future, None if not reason_code.is_failure else str(reason_code))
+        self._call(self._acked, mid, None if not reason_code.is_failure else str(reason_code))
 
     def _on_connect(
         self,
