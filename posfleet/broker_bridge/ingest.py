@@ -1,9 +1,10 @@
 """The central ingest: broker -> validation -> store, acknowledged only once committed.
 
-paho-mqtt runs its own network thread. It only wraps each message and puts it into a
-bounded :class:`~posfleet.broker_bridge.handoff.Handoff`; when that is full the paho
-thread waits instead of dropping anything (and the broker, told our Receive Maximum,
-holds the rest). The consumer takes what is queued as one batch and hands it to a
+Two broker sessions, each an :class:`~posfleet.broker_bridge.ingest_lane.IngestLane` with
+its own paho thread and bounded hand-off: the **fast lane** takes fault events, state and
+command results, the **bulk lane** health, inventory and firmware status, so a fault never
+waits in the broker's queue behind a health backlog. For each lane a consumer takes what
+is queued as one batch and hands it to the one
 :mod:`batch writer <posfleet.broker_bridge.batch_writers>`, which validates and stores
 it in one transaction (in this process, or in a store writer process on another core);
 only then are the QoS 1 PUBACKs sent: a crash before the commit means the broker
@@ -20,19 +21,12 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-from paho.mqtt.subscribeoptions import SubscribeOptions
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.broker_bridge.batch_writers import BatchWriter, InlineWriter, ProcessWriter
 from posfleet.broker_bridge.errors import NotSubscribedError
-from posfleet.broker_bridge.handoff import Handoff
 from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
     BatchOutcome,
@@ -40,11 +34,18 @@ from posfleet.broker_bridge.ingest_batch import (
     RawMessage,
     is_transient,
 )
+from posfleet.broker_bridge.ingest_lane import (
+    BULK_CHANNELS,
+    FAST_LANE_CHANNELS,
+    FAST_SUFFIX,
+    MAX_PACKET_BYTES,
+    IngestLane,
+)
 from posfleet.broker_bridge.ingest_stats import IngestStats
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
 from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.broker_bridge.telemetry_sink import TelemetrySink
-from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, Channel, Message
+from posfleet.contract import UPLINK_CHANNELS, Channel, Message
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +56,7 @@ It runs on the ingest's own path before the next batch is stored: keep it cheap 
 slow work to a task of your own). Its exceptions are logged and counted, never fatal.
 """
 
-MAX_PACKET_BYTES = 16 * MAX_PAYLOAD_BYTES
-"""The Maximum Packet Size we declare at CONNECT: far above the terminals' limit at the
-broker (:data:`posfleet.central.mosquitto.TERMINAL_MAX_PACKET_BYTES`), so that nothing the
-broker accepted is dropped on its way to us (a broker silently drops what is larger).
-Oversized payloads up to this size are dead-lettered and counted here instead."""
+__all__ = ["MAX_PACKET_BYTES", "Ingest", "StoredHook", "WriterKind"]
 
 _RETRY_MAX_S = 30.0
 
@@ -78,6 +75,10 @@ class Ingest:
     serve`` does), which needs a database another process can open; ``"inline"`` keeps
     everything on this event loop. Either writer folds the stored samples into the
     hourly rollups every ``fold_interval_s`` seconds and when the ingest stops.
+
+    ``fast_lane`` (on by default) takes :data:`FAST_LANE_CHANNELS` in a second broker
+    session, ``<client_id>-fast``, so they never wait behind the other channels' backlog;
+    both lanes store through the same writer and call the same hook.
     """
 
     def __init__(
@@ -92,6 +93,7 @@ class Ingest:
         batch_size: int = 500,
         writer: WriterKind = "inline",
         fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S,
+        fast_lane: bool = True,
     ) -> None:
         if queue_size < 1 or batch_size < 1:
             raise ValueError("queue_size and batch_size must be at least 1")
@@ -110,44 +112,46 @@ class Ingest:
         self._on_stored = on_stored
         self._handlers = handlers
         self.sinks = tuple(sinks)
-        self._queue_size = queue_size
         self._batch_size = batch_size
-        self._handoff: Handoff[RawMessage] = Handoff(queue_size)
-        self._closing = threading.Event()
         self._stopping = asyncio.Event()
-        self._subscribed = asyncio.Event()
-        self._session = 0
-        self._accepted = False
-        self._subscribe_mid: int | None = None
-        self._last_error = "no answer from the broker yet"
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self.lanes = self._make_lanes(connection, queue_size, fast_lane)
         self._tasks: asyncio.TaskGroup | None = None
+
+    def _make_lanes(
+        self, connection: BrokerConnection, queue_size: int, fast_lane: bool
+    ) -> tuple[IngestLane, ...]:
+        lock = threading.Lock()
+        if not fast_lane:
+            only = IngestLane(
+                "all", connection, UPLINK_CHANNELS, client_id=connection.client_id,
+                queue_size=queue_size, stats=self.stats, stats_lock=lock,
+            )  # fmt: skip
+            return (only,)
+        fast_id = connection.client_id[: 128 - len(FAST_SUFFIX)] + FAST_SUFFIX
+        fast_filters = connection.subscriptions(FAST_LANE_CHANNELS)
+        bulk = IngestLane(
+            "bulk", connection, BULK_CHANNELS, client_id=connection.client_id,
+            queue_size=queue_size, stats=self.stats, stats_lock=lock,
+            drop_filters=fast_filters,
+        )  # fmt: skip
+        # Faults and results come in ones and twos: a small Receive Maximum is plenty.
+        fast = IngestLane(
+            "fast", connection, FAST_LANE_CHANNELS, client_id=fast_id,
+            queue_size=min(queue_size, 1000), stats=self.stats, stats_lock=lock,
+        )  # fmt: skip
+        return (bulk, fast)
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self._loop = asyncio.get_running_loop()
-        self._handoff.bind(self._loop)
+        loop = asyncio.get_running_loop()
         await self._writer.start()
-        self._client = self._build_client()
         tasks = asyncio.TaskGroup()
         await tasks.__aenter__()
         self._tasks = tasks
-        tasks.create_task(self._consume(), name=f"ingest-consumer[{self.connection.client_id}]")
-        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        props.SessionExpiryInterval = self.connection.session_expiry_s
-        props.ReceiveMaximum = min(self._queue_size, 65535)
-        props.MaximumPacketSize = MAX_PACKET_BYTES
-        # Non-blocking: paho's thread connects, and reconnects after any failure.
-        self._client.connect_async(
-            self.connection.host,
-            self.connection.port,
-            keepalive=self.connection.keepalive,
-            clean_start=False,
-            properties=props,
-        )
-        self._client.loop_start()
+        for lane in self.lanes:
+            tasks.create_task(self._consume(lane), name=f"ingest-consumer[{lane.client_id}]")
+            lane.start(loop)
         return self
 
     async def __aexit__(
@@ -156,41 +160,41 @@ class Ingest:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._closing.set()
         self._stopping.set()
-        self._handoff.close()
+        for lane in self.lanes:
+            lane.close_handoff()
         try:
             if self._tasks is not None:
                 # The body's own exception is not the task group's business: passing it
                 # in would re-raise it wrapped in an ExceptionGroup.
                 await self._tasks.__aexit__(None, None, None)
         finally:
-            if self._client is not None:
-                self._client.disconnect()
-                await asyncio.to_thread(self._client.loop_stop)
-            self._subscribed.clear()
+            for lane in self.lanes:
+                await lane.disconnect()
             await self._writer.close()
 
     @property
     def connected(self) -> bool:
-        """True while connected and subscribed."""
-        return self._subscribed.is_set()
+        """True while every lane is connected and subscribed."""
+        return all(lane.subscribed.is_set() for lane in self.lanes)
 
     async def wait_connected(self, timeout: float) -> None:  # noqa: ASYNC109 (part of the API)
-        """Return once the broker has acknowledged our subscriptions (SUBACK).
+        """Return once the broker has acknowledged every lane's subscriptions (SUBACK).
 
         Raises :class:`NotSubscribedError` with the last reason (refused credentials, a
         refused subscription, no answer) if that does not happen within ``timeout`` s.
         """
         try:
             async with asyncio.timeout(timeout):
-                await self._subscribed.wait()
+                for lane in self.lanes:
+                    await lane.subscribed.wait()
         except TimeoutError:
-            raise NotSubscribedError(self.connection.address, self._last_error) from None
+            waiting = next(lane for lane in self.lanes if not lane.subscribed.is_set())
+            raise NotSubscribedError(self.connection.address, waiting.last_error) from None
 
     # -- the asyncio side --------------------------------------------------------------
 
-    async def _consume(self) -> None:
+    async def _consume(self, lane: IngestLane) -> None:
         # Two batches in flight: while one is acknowledged and handed to the hook, the
         # writer already validates and stores the next. Batches finish in order.
         in_flight: asyncio.Queue[
@@ -199,8 +203,8 @@ class Ingest:
 
         async def feed() -> None:
             try:
-                while batch := await self._handoff.take(self._batch_size):
-                    self.stats.queue_depth = len(self._handoff)
+                while batch := await lane.handoff.take(self._batch_size):
+                    self.stats.queue_depth = sum(len(each.handoff) for each in self.lanes)
                     started = time.perf_counter()
                     task = stages.create_task(self._store_with_retry(batch))
                     await in_flight.put((batch, started, task))
@@ -208,28 +212,31 @@ class Ingest:
                 await in_flight.put(None)
 
         async with asyncio.TaskGroup() as stages:
-            stages.create_task(feed(), name=f"ingest-feed[{self.connection.client_id}]")
+            stages.create_task(feed(), name=f"ingest-feed[{lane.client_id}]")
             while item := await in_flight.get():
                 batch, started, task = item
                 outcome = await task
                 if outcome is not None:
-                    await self._finish(batch, outcome)
+                    await self._finish(lane, batch, outcome)
                     self.stats.batch_latency.observe(time.perf_counter() - started)
 
     async def process_batch(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
         """Validate and store ``batch`` in one transaction, acknowledge it, run the hook.
 
-        Transient database errors are retried with capped, jittered backoff until they
-        clear; returns None only if the ingest is shutting down first, leaving the batch
-        unacknowledged for the broker to redeliver.
+        The batch is acknowledged on the first lane (messages a test hands in carry no
+        broker mid). Transient database errors are retried with capped, jittered backoff
+        until they clear; returns None only if the ingest is shutting down first, leaving
+        the batch unacknowledged for the broker to redeliver.
         """
         outcome = await self._store_with_retry(batch)
         if outcome is not None:
-            await self._finish(batch, outcome)
+            await self._finish(self.lanes[0], batch, outcome)
         return outcome
 
-    async def _finish(self, batch: Sequence[RawMessage], outcome: BatchOutcome) -> None:
-        self._acknowledge(batch)
+    async def _finish(
+        self, lane: IngestLane, batch: Sequence[RawMessage], outcome: BatchOutcome
+    ) -> None:
+        lane.acknowledge(batch)
         self.stats.batches += 1
         self.stats.stored += len(outcome.stored)
         self.stats.duplicates += outcome.duplicates
@@ -266,143 +273,3 @@ class Ingest:
                 return None
             except TimeoutError:
                 delay = min(delay * 2, _RETRY_MAX_S)
-
-    def _acknowledge(self, batch: Sequence[RawMessage]) -> None:
-        client = self._client
-        if client is None:
-            return
-        for raw in batch:
-            # After a reconnect the same mid names a different message: acking it would
-            # confirm something never stored. The broker redelivers the old one instead.
-            if raw.qos > 0 and raw.session == self._session:
-                client.ack(raw.mid, raw.qos)
-
-    def _call_in_loop(self, func: Callable[..., object], *args: Any) -> bool:
-        loop = self._loop
-        if loop is None:
-            return False
-        try:
-            loop.call_soon_threadsafe(func, *args)
-        except RuntimeError:
-            # The loop is closed: we are shutting down and nobody is left to tell.
-            return False
-        return True
-
-    # -- the paho thread side ------------------------------------------------------------
-
-    def _build_client(self) -> mqtt.Client:
-        conn = self.connection
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=conn.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
-        )
-        if conn.username is not None:
-            password = conn.password.get_secret_value() if conn.password is not None else None
-            client.username_pw_set(conn.username, password)
-        if conn.tls:
-            client.tls_set_context(conn.tls_files.context())
-        # paho doubles the delay from min to max; a random floor keeps several central
-        # instances from reconnecting in lockstep after a broker restart.
-        client.reconnect_delay_set(
-            min_delay=1 + random.randint(0, 2), max_delay=conn.reconnect_max_s
-        )
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_disconnect = self._on_disconnect
-        client.on_message = self._on_message
-        return client
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        _userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        if reason_code.is_failure:
-            self._last_error = f"broker refused the connection: {reason_code}"
-            log.error("%s: %s", self.connection.address, self._last_error)
-            return
-        self._accepted = True
-        self._session += 1
-        self._call_in_loop(self._count_connect)
-        log.info(
-            "connected to %s (session present: %s)", self.connection.address, flags.session_present
-        )
-        # Retained state/inventory only on a new subscription: a reconnect to a kept
-        # session must not replay the whole fleet's retained messages.
-        options = SubscribeOptions(qos=QOS, retainHandling=SubscribeOptions.RETAIN_SEND_IF_NEW_SUB)
-        _, mid = client.subscribe([(f, options) for f in self.connection.subscriptions()])
-        self._subscribe_mid = mid
-
-    def _count_connect(self) -> None:
-        self.stats.connects += 1
-
-    def _on_subscribe(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        mid: int,
-        reason_codes: list[ReasonCode],
-        _properties: Properties | None,
-    ) -> None:
-        if mid != self._subscribe_mid:
-            return
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
-        if refused:
-            self._last_error = f"broker refused the subscriptions: {', '.join(refused)}"
-            log.error("%s: %s", self.connection.address, self._last_error)
-            return
-        self._call_in_loop(self._subscribed.set)
-
-    def _on_disconnect(
-        self,
-        _client: mqtt.Client,
-        _userdata: object,
-        _flags: mqtt.DisconnectFlags,
-        reason_code: ReasonCode,
-        _properties: Properties | None,
-    ) -> None:
-        # A refused CONNECT is followed by this callback too; keep the refusal as the reason.
-        if self._accepted and not self._closing.is_set():
-            self._last_error = f"disconnected: {reason_code}"
-            log.warning("%s: %s; paho reconnects", self.connection.address, self._last_error)
-        self._accepted = False
-        self._call_in_loop(self._subscribed.clear)
-
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
-        raw = RawMessage(
-            topic=_topic_text(msg),
-            payload=bytes(msg.payload),
-            mid=msg.mid,
-            qos=msg.qos,
-            retained=bool(msg.retain),
-            session=self._session,
-        )
-        # Backpressure: wait for room rather than drop. Unacknowledged messages left
-        # behind at shutdown are redelivered by the broker.
-        if self._closing.is_set() or not self._handoff.put(raw):
-            return
-        # The paho thread is these counters' only writer, so no lock and no loop wake-up.
-        self.stats.received += 1
-        if len(raw.payload) > MAX_PAYLOAD_BYTES:
-            # The batch dead-letters it (the contract's decode refuses it); say who sent it.
-            self.stats.oversize += 1
-            log.warning(
-                "%s: payload of %d bytes exceeds the contract's %d; dead-lettered",
-                raw.topic,
-                len(raw.payload),
-                MAX_PAYLOAD_BYTES,
-            )
-
-
-def _topic_text(msg: mqtt.MQTTMessage) -> str:
-    try:
-        return msg.topic
-    except UnicodeDecodeError:
-        # MQTT requires UTF-8 topics but a broker may pass anything; keep it legible
-        # so that it can be dead-lettered like any other bad input.
-        return msg._topic.decode("utf-8", "backslashreplace")

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from posfleet.contract import UPLINK_CHANNELS, uplink_filters
+from posfleet.contract import UPLINK_CHANNELS, Channel, uplink_filters
 from posfleet.tls_contexts import TlsFiles
 
 
@@ -40,8 +41,8 @@ class BrokerConnection(BaseModel):
         """``host:port``, for messages."""
         return f"{self.host}:{self.port}"
 
-    def subscriptions(self) -> list[str]:
-        """The topic filters this client subscribes to.
+    def subscriptions(self, channels: Sequence[Channel] = UPLINK_CHANNELS) -> list[str]:
+        """The topic filters this client subscribes to for ``channels`` (all by default).
 
         With a ``share_group`` the live channels are shared subscriptions, so each
         message goes to one instance of the group. The retained channels (``state``,
@@ -49,11 +50,10 @@ class BrokerConnection(BaseModel):
         sends retained messages to a shared subscription, and storing them is
         idempotent, so each instance applying them costs nothing but a few upserts.
         """
-        if self.share_group is None:
-            return uplink_filters()
         plain = uplink_filters()
-        shared = uplink_filters(self.share_group)
+        shared = uplink_filters(self.share_group) if self.share_group is not None else plain
         return [
-            own if channel.retained else share
+            own if channel.retained or self.share_group is None else share
             for channel, own, share in zip(UPLINK_CHANNELS, plain, shared, strict=True)
+            if channel in channels
         ]
