@@ -5,7 +5,8 @@ Starts a private mosquitto, serves a simulated terminal on a pty, runs the real
 that process from /proc once the first reports are out (start-up excluded) until a
 fixed number of reports more have arrived at a subscriber. Side by side it reports the
 same numbers for a bare Python interpreter that imports the agent and idles, so the
-agent's own share is visible. Goal: RSS <= 40 MB.
+agent's own share is visible, and what each group of imports adds to a bare interpreter's
+resident memory, in the order the agent imports them. Goal: RSS <= 30 MB.
 
 Usage: python -m bench.agent_footprint [--reports 60] [--interval 1]
 The last line printed is one JSON object.
@@ -35,7 +36,7 @@ from posfleet.central.mosquitto import MosquittoBroker
 from posfleet.simulator.serial_endpoint import serve_pty
 from posfleet.simulator.terminal_model import SimulatedTerminal
 
-GOAL_RSS_MB = 40.0
+GOAL_RSS_MB = 30.0
 WARM_UP_REPORTS = 5
 TERMINAL_ID = "FOOT-1"
 
@@ -68,6 +69,47 @@ async def _wait_reports(reports: Reports, n: int, limit_s: float) -> None:
         if time.monotonic() > deadline:
             raise SystemExit(f"only {reports.count} of {n} reports arrived in {limit_s:g} s")
         await asyncio.sleep(0.05)
+
+
+IMPORT_STEPS = (
+    "asyncio",
+    "sqlite3",
+    "serial",
+    "paho.mqtt.client",
+    "pydantic",
+    "posfleet.contract",
+    "posfleet.agent.settings",
+    "posfleet.agent.uplink",
+    "posfleet.agent.outbox",
+    "posfleet.agent.drivers",
+    "posfleet.agent.firmware_updater",
+    "posfleet.agent.runner",
+    "posfleet.agent.cli",
+)
+"""The agent's imports, heaviest libraries first: each step's RSS is what it adds."""
+
+_STEPS_SCRIPT = """
+import importlib, json, sys
+def rss():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmRSS"):
+            return int(line.split()[1]) / 1024
+steps = {"interpreter": rss()}
+for name in sys.argv[1:]:
+    before = rss()
+    importlib.import_module(name)
+    steps[name] = rss() - before
+print(json.dumps(steps))
+"""
+
+
+def import_breakdown() -> dict[str, float]:
+    """MB of resident memory each step of :data:`IMPORT_STEPS` adds, in a fresh interpreter."""
+    out = subprocess.run(
+        [sys.executable, "-c", _STEPS_SCRIPT, *IMPORT_STEPS],
+        capture_output=True, text=True, check=True, timeout=120,
+    ).stdout  # fmt: skip
+    return {name: round(mb, 1) for name, mb in json.loads(out).items()}
 
 
 def _baseline(hold_s: float) -> dict[str, float]:
@@ -130,6 +172,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "idle_interpreter_rss_mb": round(baseline["rss_mb"], 1),
         "agent_rss_over_idle_interpreter": round(peak / baseline["rss_mb"], 2),
         "agent_exit_code_on_sigterm": agent.returncode,
+        "rss_mb_by_import": import_breakdown(),
     }
 
 

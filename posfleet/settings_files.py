@@ -1,16 +1,15 @@
 """Loading a pydantic-settings class from a TOML file, the environment and overrides.
 
-Shared by the agent and the central service so both read configuration the same way and
-explain a bad one the same way: every problem, one per line, with where it came from.
+The central service's loader; the agent's (:mod:`posfleet.settings_plain`) reads the same
+way and explains a bad configuration the same way: every problem, one per line.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar
 
-from pydantic import AfterValidator, Field, ValidationError
+from pydantic import ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -18,47 +17,19 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from posfleet.settings_plain import BrokerClientFields, BrokerUrl, broker_address, explain
+
+__all__ = ["BrokerClientSettings", "BrokerUrl", "broker_address", "load_settings"]
+
 S = TypeVar("S", bound=BaseSettings)
 
 
-def _check_broker_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-        raise ValueError(
-            f"broker_url {value!r} must look like mqtt://host:1883 or mqtts://host:8883"
-        )
-    return value
-
-
-BrokerUrl = Annotated[str, AfterValidator(_check_broker_url)]
-"""An MQTT broker address: ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (TLS)."""
-
-
-def broker_address(url: str) -> tuple[str, int]:
-    """Host and port of a :data:`BrokerUrl`; the port defaults to 1883, or 8883 for TLS."""
-    parts = urlsplit(url)
-    return parts.hostname or "127.0.0.1", parts.port or (8883 if parts.scheme == "mqtts" else 1883)
-
-
-class BrokerClientSettings(BaseSettings):
-    """Base of a daemon's settings: it talks to an MQTT broker and reads TOML + environment.
+class BrokerClientSettings(BrokerClientFields, BaseSettings):
+    """Base of the central service's settings: an MQTT broker, TOML + environment.
 
     Precedence: explicit arguments, then the environment, then the TOML file (if any).
+    (The agent reads the same way without pydantic-settings: :mod:`posfleet.settings_plain`.)
     """
-
-    broker_url: BrokerUrl = Field(
-        default="mqtt://127.0.0.1:1883", description="mqtt://host:port, or mqtts:// for TLS"
-    )
-
-    @property
-    def broker_host(self) -> str:
-        """Host part of :attr:`broker_url`."""
-        return broker_address(self.broker_url)[0]
-
-    @property
-    def broker_port(self) -> int:
-        """Port of :attr:`broker_url`, defaulting to 1883, or 8883 for mqtts."""
-        return broker_address(self.broker_url)[1]
 
     @classmethod
     def settings_customise_sources(
@@ -90,9 +61,5 @@ def load_settings(
     try:
         settings: S = bound(**overrides)
     except ValidationError as exc:
-        lines = [f"invalid configuration{f' in {config_file}' if config_file else ''}:"]
-        for err in exc.errors(include_url=False):
-            where = ".".join(str(p) for p in err["loc"]) or "settings"
-            lines.append(f"  {where}: {err['msg']}")
-        raise error("\n".join(lines)) from None
+        raise error(explain(exc, config_file)) from None
     return settings

@@ -1,17 +1,21 @@
-"""The agent's one settings object: TOML file plus ``POSFLEET_AGENT_*`` environment."""
+"""The agent's one settings object: TOML file plus ``POSFLEET_AGENT_*`` environment.
+
+A plain pydantic model read by :func:`~posfleet.settings_plain.load_plain_settings`, not
+pydantic-settings (6.5 MB less on the terminal). ``AgentSettings(...)`` takes exactly what
+it is given; :func:`load_agent_settings` adds the file and the environment.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from posfleet.agent.drivers.zvt_tcp import is_zvt_tcp_url, parse_zvt_tcp_url
 from posfleet.agent.errors import ConfigError
 from posfleet.contract import validate_terminal_id
-from posfleet.settings_files import BrokerClientSettings, load_settings
+from posfleet.settings_plain import BrokerClientFields, load_plain_settings
 
 if TYPE_CHECKING:
     from posfleet.firmware.signing import TrustedKeys
@@ -19,12 +23,13 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG_FILE = Path("/etc/posfleet/agent.toml")
 
 
-class AgentSettings(BrokerClientSettings):
+ENV_PREFIX = "POSFLEET_AGENT_"
+
+
+class AgentSettings(BrokerClientFields):
     """Everything the agent daemon needs to know; invalid combinations fail at load time."""
 
-    model_config = SettingsConfigDict(
-        env_prefix="POSFLEET_AGENT_", extra="forbid", validate_default=True
-    )
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
     terminal_id: str = Field(description="this terminal's id, also its MQTT username")
     username: str | None = Field(default=None, description="defaults to the terminal id")
@@ -199,4 +204,6 @@ def load_agent_settings(config_file: Path | None = None, **overrides: Any) -> Ag
 
     Raises :class:`ConfigError` with every problem listed, one per line.
     """
-    return load_settings(AgentSettings, config_file, ConfigError, **overrides)
+    return load_plain_settings(
+        AgentSettings, config_file, ConfigError, env_prefix=ENV_PREFIX, **overrides
+    )

@@ -64,3 +64,55 @@ def test_firmware_keys_come_from_the_environment_as_json(
     path = _key_file(tmp_path, "env")
     monkeypatch.setenv("POSFLEET_AGENT_FIRMWARE_TRUSTED_KEYS", f'{{"rel-env": "{path}"}}')
     assert _load(tmp_path).firmware_trusted_keys == {"rel-env": path}
+
+
+def test_arguments_win_over_the_environment_which_wins_over_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text(
+        'terminal_id = "T-FILE"\nserial_url = "/dev/ttyS0"\nhealth_interval_s = 30\n'
+        'site_id = "file-site"\n',
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("POSFLEET_AGENT_HEALTH_INTERVAL_S", "45")
+    monkeypatch.setenv("posfleet_agent_site_id", "env-site")  # names in any case
+    monkeypatch.setenv("POSFLEET_AGENT_FIRMWARE_REVOKED_KEY_IDS", '["rel-2023"]')
+    settings = load_agent_settings(config, site_id="arg-site", state_dir=tmp_path)
+    assert settings.terminal_id == "T-FILE" and settings.health_interval_s == 45
+    assert settings.site_id == "arg-site" and settings.firmware_revoked_key_ids == ["rel-2023"]
+
+
+def test_a_broken_file_or_variable_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "agent.toml"
+    config.write_text('terminal_id = "T-1\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"agent\.toml is not valid TOML"):
+        load_agent_settings(config)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_agent_settings(tmp_path / "missing.toml")
+    monkeypatch.setenv("POSFLEET_AGENT_FIRMWARE_REVOKED_KEY_IDS", "rel-2023")
+    with pytest.raises(ConfigError, match="POSFLEET_AGENT_FIRMWARE_REVOKED_KEY_IDS must be JSON"):
+        _load(tmp_path)
+    monkeypatch.delenv("POSFLEET_AGENT_FIRMWARE_REVOKED_KEY_IDS")
+    config.write_text('terminal_id = "T-1"\nserial_url = "/dev/x"\nhealth_interval = 5\n')
+    with pytest.raises(ConfigError, match="health_interval: Extra inputs are not permitted"):
+        load_agent_settings(config)
+
+
+def test_the_agent_loads_its_settings_without_pydantic_settings() -> None:
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, posfleet.agent.cli, posfleet.agent.runner\n"
+        "from posfleet.agent.settings import load_agent_settings\n"
+        "load_agent_settings(None, terminal_id='T-1', serial_url='/dev/null')\n"
+        "print(sorted(m for m in sys.modules if m.startswith('pydantic_settings')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
