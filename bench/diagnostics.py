@@ -1,15 +1,17 @@
 """Diagnostics benchmark: fault-to-incident latency under background load, engine cost.
 
-A private mosquitto, the real ingest (SQLite) with the diagnostics engine on its hook.
-Background terminals publish health at ``--rate`` messages per second (5,000 by default)
-while fault terminals report printer jams a few times a second; each fault's latency is
-the time from its PUBLISH to the moment its incident is committed (the open notification).
-Side by side in the same run: the CPU time the rule engine spends per message, as a
-fraction of the central process's whole CPU time per message (paho, validation, store,
-diagnostics: the full ingest cost). The background publishers run in their own
-processes, so they do not count, and do not steal the central process's interpreter.
+A private mosquitto and the ingest as ``posfleet serve`` runs it (SQLite, the store writer
+process, both lanes) with the diagnostics engine on its hook. Background terminals
+publish health at ``--rate`` messages per second (5,000 by default), and ``--preload``
+queues a backlog of health reports for the centre before it starts, while fault terminals
+report printer jams a few times a second; each fault's latency is the time from its
+PUBLISH to the moment its incident is committed (the open notification). Side by side in
+the same run: the CPU time the rule engine spends per message, as a fraction of the whole
+central CPU time per message (the service process: paho, diagnostics, the hook's
+validation; the writer process: validation and store). The background publishers run in
+their own processes, so they do not count.
 
-    .venv/bin/python -m bench.diagnostics [--quick] [--rate 5000] [--seconds 20]
+    .venv/bin/python -m bench.diagnostics [--quick] [--rate 5000] [--seconds 20] [--preload N]
 
 The last line is one JSON object.
 """
@@ -20,6 +22,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import statistics
 import tempfile
 import time
@@ -141,6 +144,32 @@ def _background(spec: LoadSpec, go: Event, sent: Queue) -> None:  # type: ignore
         client.loop_stop()
 
 
+def _preload(spec: LoadSpec, count: int) -> None:
+    """Publish ``count`` health reports as fast as the broker takes them, all acknowledged."""
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-preload", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(spec.username, spec.password)
+    client.max_inflight_messages_set(2000)
+    client.connect(spec.host, spec.port)
+    client.loop_start()
+    ts = utcnow().isoformat().replace("+00:00", "Z")
+    infos = []
+    try:
+        for seq in range(count):
+            index, round_ = seq % spec.terminals, seq // spec.terminals
+            payload = _HEALTH.format(
+                seq=round_ + 1, ts=ts, battery=50 + index % 50, temp=30 + round_ % 5,
+                lines=1000 + 24 * round_, reads=100 + round_, uptime=3600 + 10 * round_,
+            )  # fmt: skip
+            infos.append(client.publish(topic(f"BGP-{index:05d}", Channel.HEALTH), payload, qos=1))
+        for info in infos:
+            info.wait_for_publish(timeout=120)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
 def _faults(
     broker: MosquittoBroker, creds: BrokerCredentials, count: int, every_s: float
 ) -> dict[str, float]:
@@ -172,12 +201,25 @@ def _faults(
     return published
 
 
+def _process_cpu_s(pid: int | None) -> float:
+    """User and system CPU seconds of process ``pid`` so far (0 if unknown)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dict[str, object]:
+async def run(
+    rate: float, seconds: float, terminals: int, workdir: Path, preload: int = 0
+) -> dict[str, object]:
     auth = BrokerAuthStore(workdir / "auth")
     creds = auth.add_service_user("central")
     broker = MosquittoBroker(workdir / "mosquitto", auth_dir=auth.directory)
@@ -194,11 +236,25 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
         client_id="bench-central",
     )
     settings = DiagnosticsSettings(tick_interval_s=5.0)
+    if preload:
+        # The centre's sessions exist, then it is away while the backlog is published.
+        async with Ingest(connection, engine) as ingest:
+            await ingest.wait_connected(10)
+        spec = LoadSpec(
+            broker.central_host, broker.central_port, creds.username, creds.password,
+            rate=0, seconds=0, terminals=terminals, worker=9,
+        )  # fmt: skip
+        await asyncio.to_thread(_preload, spec, preload)
     try:
         async with (
             Diagnostics(engine, settings, notifier=opened) as diagnostics,
-            Ingest(connection, engine, on_stored=diagnostics.on_stored, queue_size=5000) as ingest,
-        ):
+            # What `posfleet serve` runs: the store writer process, its batch and queue
+            # sizes, both lanes.
+            Ingest(
+                connection, engine, on_stored=diagnostics.on_stored, writer="process",
+                batch_size=1000, queue_size=4000,
+            ) as ingest,
+        ):  # fmt: skip
             await ingest.wait_connected(10)
             workers = 2
             context = multiprocessing.get_context("spawn")
@@ -226,7 +282,9 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
             for process in processes:
                 process.start()
             await asyncio.sleep(2)  # let the publishers connect before the clock starts
+            writer_pid = getattr(ingest._writer, "pid", None)
             cpu_started = time.process_time()
+            writer_cpu_started = _process_cpu_s(writer_pid)
             started = time.perf_counter()
             go.set()
             fault_count = max(10, int(seconds * 4))
@@ -238,13 +296,14 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
             sent = [sent_queue.get() for _ in processes]
             offered_s = time.perf_counter() - started
             deadline = time.perf_counter() + 60
-            total = sum(sent) + 2 * fault_count
+            total = sum(sent) + 2 * fault_count + preload
             while ingest.stats.stored + ingest.stats.duplicates < total:
                 if time.perf_counter() > deadline:
                     break
                 await asyncio.sleep(0.1)
             drained_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
+            writer_cpu_s = _process_cpu_s(writer_pid) - writer_cpu_started
             stats = ingest.stats
             engine_s = diagnostics.stats.engine_seconds
             messages = max(1, diagnostics.rule_engine.stats.messages)
@@ -266,8 +325,12 @@ async def run(rate: float, seconds: float, terminals: int, workdir: Path) -> dic
         "fault_to_incident_ms_p99": round(_percentile(latencies, 0.99), 1) if latencies else None,
         "fault_to_incident_ms_mean": round(statistics.fmean(latencies), 1) if latencies else None,
         "engine_us_per_msg": round(engine_s / messages * 1e6, 2),
-        "ingest_cpu_us_per_msg": round(cpu_s / max(1, stats.stored) * 1e6, 2),
-        "engine_cost_fraction_of_ingest": round(engine_s / cpu_s, 4) if cpu_s else None,
+        "preloaded_backlog": preload,
+        "service_cpu_us_per_msg": round(cpu_s / max(1, stats.stored) * 1e6, 2),
+        "writer_cpu_us_per_msg": round(writer_cpu_s / max(1, stats.stored) * 1e6, 2),
+        "engine_cost_fraction_of_ingest": (
+            round(engine_s / (cpu_s + writer_cpu_s), 4) if cpu_s + writer_cpu_s else None
+        ),
         "rule_evaluations": diagnostics.rule_engine.stats.evaluations,
         "messages_stored": stats.stored,
         "batches": stats.batches,
@@ -280,13 +343,21 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--terminals", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="8 s instead of 20")
+    parser.add_argument(
+        "--preload",
+        type=int,
+        default=0,
+        help="health reports queued for the centre before it starts (a backlog it drains "
+        "at full speed while the faults arrive)",
+    )
     args = parser.parse_args()
     seconds = 8.0 if args.quick else args.seconds
     with tempfile.TemporaryDirectory(prefix="posfleet-bench-diag-") as tmp:
-        result = asyncio.run(run(args.rate, seconds, args.terminals, Path(tmp)))
+        result = asyncio.run(run(args.rate, seconds, args.terminals, Path(tmp), args.preload))
     print(
         f"background {result['background_rate_offered']} msg/s offered, "
-        f"{result['ingest_rate_achieved']} stored/s; fault->incident p50 "
+        f"{result['ingest_rate_achieved']} stored/s ({result['preloaded_backlog']} preloaded); "
+        f"fault->incident p50 "
         f"{result['fault_to_incident_ms_p50']} ms, p99 {result['fault_to_incident_ms_p99']} ms; "
         f"engine {result['engine_us_per_msg']} us/msg = "
         f"{result['engine_cost_fraction_of_ingest']} of ingest"
