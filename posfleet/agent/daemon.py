@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +34,7 @@ from posfleet.agent.firmware_updater import FirmwareUpdater, UpdaterConfig
 from posfleet.agent.outbox import EntryKind, Outbox
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.uplink import Retained, Uplink
+from posfleet.async_tasks import run_every
 from posfleet.contract import (
     Channel,
     Component,
@@ -310,22 +310,13 @@ class Agent:
             await self.commands.handle(incoming)
 
     async def _every(self, period: float, step: Callable[[], object]) -> None:
-        next_at = time.monotonic()
-        while True:
-            try:
-                result = step()
-                if asyncio.iscoroutine(result):
-                    await result
-            except Exception:
-                # A bug or a full disk must not end the daemon: log it, try at the next tick.
-                self.step_errors += 1
-                log.exception("%s: %s failed", self.identity.terminal_id, step)
-            next_at += period
-            delay = next_at - time.monotonic()
-            if delay < 0:  # fell behind (slow link): skip missed ticks instead of bursting
-                next_at = time.monotonic()
-                delay = 0
-            await asyncio.sleep(delay)
+        def failed(exc: Exception) -> None:
+            # A bug or a full disk must not end the daemon: log it, try at the next tick.
+            self.step_errors += 1
+            log.error("%s: %s failed", self.identity.terminal_id, step, exc_info=exc)
+
+        # A slow link that makes the agent fall behind skips ticks instead of bursting.
+        await run_every(period, step, on_error=failed)
 
     async def _drain(self) -> None:
         while True:

@@ -42,6 +42,7 @@ from posfleet.agent.serial.frames import (
 )
 from posfleet.agent.serial.link import MAX_SENDS, T3_ACK_TIMEOUT_S
 from posfleet.agent.serial.port_io import BytePump, PortSettings, open_pump
+from posfleet.async_tasks import cancel_and_wait
 from posfleet.contract.health import HealthMetrics
 
 log = logging.getLogger(__name__)
@@ -115,11 +116,7 @@ class SerialPassthrough:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for pump in (self._ecr, self._terminal):
             if pump is not None:
                 pump.close()

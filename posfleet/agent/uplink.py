@@ -32,6 +32,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from posfleet.agent.backoff import Backoff
 from posfleet.agent.errors import UplinkError
 from posfleet.agent.publish_guard import PublishGuard
+from posfleet.async_tasks import cancel_and_wait
 from posfleet.contract import QOS, Channel, topic
 from posfleet.tls_contexts import client_context, explain_tls_failure
 
@@ -188,9 +189,7 @@ class MqttUplink:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
         # A connect still running in its worker thread would leave a socket behind.
         if not self._connect_done.is_set():
             await asyncio.to_thread(self._connect_done.wait, CONNECT_WAIT_S)

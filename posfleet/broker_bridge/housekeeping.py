@@ -17,6 +17,7 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.async_tasks import cancel_and_wait, run_every
 from posfleet.broker_bridge.ingest_batch import is_transient
 from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.contract import utcnow
@@ -84,9 +85,7 @@ class Housekeeping:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(*self._tasks)
 
     async def sweep(self) -> list[str]:
         """Mark terminals whose heartbeat is overdue offline now; return their ids."""
@@ -115,15 +114,12 @@ class Housekeeping:
         self.stats.rollups_pruned += result.rollups
 
     async def _every(self, interval: timedelta, chore: Callable[[], Awaitable[object]]) -> None:
+        def failed(exc: Exception) -> None:
+            # A chore that fails (database briefly away) is tried again next round.
+            self.stats.failures += 1
+            level = logging.WARNING if is_transient(exc) else logging.ERROR
+            log.log(level, "%s failed: %s", getattr(chore, "__name__", chore), exc)
+
         seconds = interval.total_seconds()
         # A random start keeps several instances from running the same chore in step.
-        await asyncio.sleep(random.uniform(0, seconds))
-        while True:
-            try:
-                await chore()
-            # A chore that fails (database briefly away) is tried again next round.
-            except Exception as exc:
-                self.stats.failures += 1
-                level = logging.WARNING if is_transient(exc) else logging.ERROR
-                log.log(level, "%s failed: %s", getattr(chore, "__name__", chore), exc)
-            await asyncio.sleep(seconds)
+        await run_every(seconds, chore, on_error=failed, first_delay_s=random.uniform(0, seconds))

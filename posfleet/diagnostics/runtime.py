@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.async_tasks import cancel_and_wait, run_every
 from posfleet.contract import Message, utcnow
 from posfleet.diagnostics.errors import RuleFileError
 from posfleet.diagnostics.findings import Finding
@@ -133,11 +134,7 @@ class Diagnostics:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         if self._own_notifier is not None:
             await self._own_notifier.__aexit__(exc_type, exc, tb)
 
@@ -247,12 +244,8 @@ class Diagnostics:
         return self._clock() - changed <= timedelta(seconds=self.settings.firmware_recent_s)
 
     async def _every(self, period: float, step: Callable[[], object]) -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                result = step()
-                if asyncio.iscoroutine(result):
-                    await result
+        def failed(exc: Exception) -> None:
             # A periodic step failing (database briefly away) must not end the loop.
-            except Exception:
-                log.exception("diagnostics: periodic step failed")
+            log.error("diagnostics: periodic step failed", exc_info=exc)
+
+        await run_every(period, step, on_error=failed, first_delay_s=period)

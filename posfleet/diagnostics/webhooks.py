@@ -9,7 +9,6 @@ backoff. A 4xx answer other than 408/429 is permanent: retrying cannot help.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -21,6 +20,7 @@ from typing import Any, Self
 
 import aiohttp
 
+from posfleet.async_tasks import cancel_and_wait
 from posfleet.store.incidents import IncidentRecord
 
 log = logging.getLogger(__name__)
@@ -109,10 +109,7 @@ class WebhookNotifier:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._worker
+        await cancel_and_wait(self._worker)
         if self._http is not None:
             await self._http.close()
 

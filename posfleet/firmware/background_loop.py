@@ -10,6 +10,8 @@ import asyncio
 from types import TracebackType
 from typing import ClassVar, Self
 
+from posfleet.async_tasks import cancel_and_wait
+
 
 class BackgroundLoop:
     """Runs :meth:`_run` as one named task while the ``async with`` block lasts."""
@@ -27,9 +29,7 @@ class BackgroundLoop:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
+        await cancel_and_wait(self._task)
         await self._after_stop()
 
     async def _run(self) -> None:

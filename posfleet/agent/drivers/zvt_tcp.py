@@ -27,6 +27,7 @@ from posfleet.agent.serial.errors import (
     ReplyTimeoutError,
 )
 from posfleet.agent.serial.link import MAX_SENDS, T3_ACK_TIMEOUT_S, LinkStats
+from posfleet.async_tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +116,7 @@ class ZvtTcpLink:
             writer.close()
             with contextlib.suppress(ConnectionError, OSError):
                 await writer.wait_closed()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
 
     async def request(self, apdu: Apdu, *, reply_timeout: float) -> Apdu:
         """Send ``apdu`` and return the terminal's answer (``80 00 ..`` or ``84 xx``).
