@@ -40,6 +40,10 @@ REPORTED_FAULT_QUIET = timedelta(minutes=30)
 
 REPORTED_PREFIX = "reported."
 
+EVENT_WAIT = timedelta(seconds=30)
+"""How long a fault event that a rule covers waits for the rule's other inputs (the
+terminal's first health report) before it becomes a reported fault of its own."""
+
 
 @dataclass(slots=True)
 class EngineStats:
@@ -168,6 +172,8 @@ class RuleEngine:
         for rule in self._counting:
             self._sample_counters(rule, state, variables, changed, now)
         findings += self._evaluate(terminal_id, state, candidates.values(), variables, now)
+        if state.waiting_events:
+            findings += self._judge_waiting(terminal_id, state, now, expired_only=False)
         return findings
 
     def observe_event(self, terminal_id: str, event: FaultEvent, now: datetime) -> list[Finding]:
@@ -179,12 +185,43 @@ class RuleEngine:
         rules = _event_rules(tuple(self._rules.values()), event.code)
         if rules:
             variables = state.variables(now.date())
-            known = variables.keys() | {"increase", "events"}
-            # A rule whose other inputs have not been reported yet (an event before the
-            # first health report) cannot judge the event: it becomes a reported fault.
-            if any(r.when is None or r.when.variables <= known for r in rules):
+            if self._can_judge(rules, variables):
                 findings += self._evaluate(terminal_id, state, rules, variables, now)
                 return findings
+            # The rules' other inputs are not reported yet (an event before the first
+            # health report, which may be on its way in the other ingest lane): the event
+            # waits for that report, and becomes a reported fault if none comes in time.
+            state.waiting_events.setdefault(event.code, (now, event))
+            return findings
+        return findings + self._reported(terminal_id, state, event, now)
+
+    @staticmethod
+    def _can_judge(rules: Sequence[Rule], variables: dict[str, Any]) -> bool:
+        known = variables.keys() | {"increase", "events"}
+        return any(r.when is None or r.when.variables <= known for r in rules)
+
+    def _judge_waiting(
+        self, terminal_id: str, state: TerminalState, now: datetime, *, expired_only: bool
+    ) -> list[Finding]:
+        """Events that waited for their rules' inputs: judged by the rules once those are
+        known; turned into reported faults once they waited :data:`EVENT_WAIT` for them."""
+        findings: list[Finding] = []
+        variables = state.variables(now.date())
+        for code, (at, event) in list(state.waiting_events.items()):
+            rules = _event_rules(tuple(self._rules.values()), code)
+            if rules and self._can_judge(rules, variables) and not expired_only:
+                del state.waiting_events[code]
+                findings += self._evaluate(terminal_id, state, rules, variables, now)
+            elif not rules or now - at >= EVENT_WAIT:
+                del state.waiting_events[code]
+                findings += self._reported(terminal_id, state, event, now)
+        return findings
+
+    def _reported(
+        self, terminal_id: str, state: TerminalState, event: FaultEvent, now: datetime
+    ) -> list[Finding]:
+        """The fault event as a reported fault of its own (no rule judges it)."""
+        findings: list[Finding] = []
         rule = self._reported_rules.get(event.code)
         if rule is None or rule.severity != event.severity:
             rule = self._reported_rules[event.code] = reported_fault_rule(event)
@@ -274,6 +311,8 @@ class RuleEngine:
             if due:
                 variables = state.variables(now.date())
                 findings += self._evaluate(terminal_id, state, due.values(), variables, now)
+            if state.waiting_events:
+                findings += self._judge_waiting(terminal_id, state, now, expired_only=True)
             for code, last in list(state.reported.items()):
                 if now - last >= REPORTED_FAULT_QUIET:
                     del state.reported[code]

@@ -201,3 +201,30 @@ def test_a_firmware_rollback_is_named_by_its_own_rule_not_a_generic_report() -> 
     assert "Nothing for the merchant" in opened[0].rule.remedy[0]
     assert engine.tick(_at(23 * 3600)) == []
     assert _kinds(engine.tick(_at(24 * 3600 + 60))) == ["cleared:firmware.rolled_back"]
+
+
+def _host_event(seq: int) -> FaultEvent:
+    return FaultEvent(
+        seq=seq, ts=T0, code="network.host_unreachable", component=Component.NETWORK,
+        severity=Severity.ERROR,
+    )  # fmt: skip
+
+
+def test_an_event_before_the_first_health_report_is_judged_by_its_rule_once_it_comes() -> None:
+    # The ingest's fast lane may hand over a fault before the health report the terminal
+    # sent first: the rule must still own the incident, so that it clears with the health.
+    engine = RuleEngine(load_builtin_rules())
+    feed = Feed(engine)
+    assert engine.observe_event("T-1", _host_event(2), _at(0.1)) == []
+    down = Network(type=NetworkType.ETHERNET, host_reachable=False)
+    assert "opened:network.host_unreachable" in _kinds(feed.report(0.2, network=down))
+    assert "reported.network.host_unreachable" not in engine.firing("T-1")
+    back = Network(type=NetworkType.ETHERNET, host_reachable=True)
+    assert "cleared:network.host_unreachable" in _kinds(feed.report(60, network=back))
+
+
+def test_an_event_whose_rule_never_gets_its_inputs_becomes_a_reported_fault() -> None:
+    engine = RuleEngine(load_builtin_rules())
+    assert engine.observe_event("T-1", _host_event(1), T0) == []
+    assert engine.tick(_at(29)) == []
+    assert _kinds(engine.tick(_at(30))) == ["opened:reported.network.host_unreachable"]
