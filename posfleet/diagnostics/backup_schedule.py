@@ -11,7 +11,6 @@ skipped, so at worst two instances ask the same terminal once each in one round.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -105,10 +104,12 @@ class ScheduledBackups(BackgroundLoop):
         return asked
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             # The first round waits one interval too: a central service that restarts
             # does not ask its whole budget of terminals at once while it starts up.
-            await asyncio.sleep(self.schedule.interval.total_seconds())
+            await self._nap(self.schedule.interval.total_seconds())
+            if self.stopping:
+                return
             try:
                 await self.round()
             except Exception:

@@ -12,7 +12,6 @@ Each round (a few small statements):
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,10 +89,10 @@ class CommandSweeper(BackgroundLoop):
         self.stats.rounds += 1
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self.sweep()
             except Exception:
                 # A database hiccup costs one round, never the loop.
                 log.exception("command sweep failed")
-            await asyncio.sleep(self.interval.total_seconds())
+            await self._nap(self.interval.total_seconds())

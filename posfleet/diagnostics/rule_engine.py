@@ -40,9 +40,9 @@ REPORTED_FAULT_QUIET = timedelta(minutes=30)
 
 REPORTED_PREFIX = "reported."
 
-EVENT_WAIT = timedelta(seconds=30)
-"""How long a fault event that a rule covers waits for the rule's other inputs (the
-terminal's first health report) before it becomes a reported fault of its own."""
+EVENT_WAIT = timedelta(minutes=15)
+"""How long a fault event that a rule covers, reported before the rule's other inputs (the
+terminal's first health report), may still be handed from its reported fault to the rule."""
 
 
 @dataclass(slots=True)
@@ -189,10 +189,9 @@ class RuleEngine:
                 findings += self._evaluate(terminal_id, state, rules, variables, now)
                 return findings
             # The rules' other inputs are not reported yet (an event before the first
-            # health report, which may be on its way in the other ingest lane): the event
-            # waits for that report, and becomes a reported fault if none comes in time.
-            state.waiting_events.setdefault(event.code, (now, event))
-            return findings
+            # health report, which may be on its way in the other ingest lane): a reported
+            # fault at once, handed to the rule when that report comes (see _judge_waiting).
+            state.waiting_events.setdefault(event.code, now)
         return findings + self._reported(terminal_id, state, event, now)
 
     @staticmethod
@@ -203,18 +202,23 @@ class RuleEngine:
     def _judge_waiting(
         self, terminal_id: str, state: TerminalState, now: datetime, *, expired_only: bool
     ) -> list[Finding]:
-        """Events that waited for their rules' inputs: judged by the rules once those are
-        known; turned into reported faults once they waited :data:`EVENT_WAIT` for them."""
+        """Events that came before their rules' inputs: once those are known, the rules
+        judge them and the reported fault they opened meanwhile is replaced (the rule's
+        incident clears with the health, a reported one only after quiet). After
+        :data:`EVENT_WAIT` without the inputs the reported fault simply stays."""
         findings: list[Finding] = []
         variables = state.variables(now.date())
-        for code, (at, event) in list(state.waiting_events.items()):
+        for code, at in list(state.waiting_events.items()):
             rules = _event_rules(tuple(self._rules.values()), code)
-            if rules and self._can_judge(rules, variables) and not expired_only:
+            if rules and not expired_only and self._can_judge(rules, variables):
                 del state.waiting_events[code]
                 findings += self._evaluate(terminal_id, state, rules, variables, now)
+                reported = self._reported_rules.get(code)
+                if state.reported.pop(code, None) is not None and reported is not None:
+                    self.stats.cleared += 1
+                    findings.append(Finding(FindingKind.CLEARED, terminal_id, reported, now))
             elif not rules or now - at >= EVENT_WAIT:
                 del state.waiting_events[code]
-                findings += self._reported(terminal_id, state, event, now)
         return findings
 
     def _reported(

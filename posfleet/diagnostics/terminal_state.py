@@ -8,7 +8,6 @@ from datetime import date, datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from posfleet.contract import FaultEvent
 from posfleet.diagnostics.counter_window import CounterWindow
 
 MAX_EVENTS_KEPT = 512
@@ -53,8 +52,9 @@ class TerminalState:
     rules: dict[str, RuleState] = field(default_factory=dict)
     reported: dict[str, datetime] = field(default_factory=dict)
     """Codes of terminal-reported faults no rule covers, with when each was last seen."""
-    waiting_events: dict[str, tuple[datetime, FaultEvent]] = field(default_factory=dict)
-    """Fault events (by code) a rule covers that came before the rule's other inputs."""
+    waiting_events: dict[str, datetime] = field(default_factory=dict)
+    """Codes of fault events a rule covers that came before the rule's other inputs (so
+    they opened reported faults), with when the first came."""
 
     def rule(self, rule_id: str) -> RuleState:
         """The state of ``rule_id``, created idle on first use."""

@@ -81,7 +81,7 @@ class ActionSweeper(BackgroundLoop):
         self.rounds += 1
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             self._wake.clear()
             self.offers.changed.clear()
             try:
@@ -103,10 +103,4 @@ class ActionSweeper(BackgroundLoop):
         return max(nap, MIN_NAP_S)
 
     async def _sleep(self, seconds: float) -> None:
-        woken = asyncio.create_task(self._wake.wait())
-        changed = asyncio.create_task(self.offers.changed.wait())
-        try:
-            await asyncio.wait({woken, changed}, timeout=seconds, return_when="FIRST_COMPLETED")
-        finally:
-            woken.cancel()
-            changed.cancel()
+        await self._nap(seconds, self._wake, self.offers.changed)

@@ -33,7 +33,6 @@ with the downgrade confirmed) until none is left and none of its own Actions is 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,7 +148,7 @@ class RolloutRunner(BackgroundLoop):
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             self._wake.clear()
             try:
                 await self.tick()
@@ -159,8 +158,7 @@ class RolloutRunner(BackgroundLoop):
                 self.stats.failures += 1
                 log.warning("rollout round failed: %s", exc)
                 pause = self.interval.total_seconds()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), pause)
+            await self._nap(pause, self._wake)
 
     async def _pause_after_round(self) -> float:
         """Seconds until the next round: the interval, or less when an offer falls due

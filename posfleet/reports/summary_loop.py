@@ -9,7 +9,6 @@ retries and backoff; a summary is a JSON POST ``{"event": "report.summary", ...}
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -160,11 +159,11 @@ class ReportSummaries(BackgroundLoop):
         return summary
 
     async def _run(self) -> None:
-        while True:
+        while not self.stopping:
             try:
                 await self.send_due()
             except Exception:
                 # A database or network hiccup costs one check, never the loop.
                 log.exception("report summary check failed")
             self.checks += 1
-            await asyncio.sleep(self.schedule.check_interval.total_seconds())
+            await self._nap(self.schedule.check_interval.total_seconds())
