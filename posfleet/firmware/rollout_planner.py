@@ -214,7 +214,8 @@ def _repair_whole_sites(
     def whole_in(site: str, w: int, *, ignoring: str = "") -> bool:
         return all(wave_of[t] == w for t in members[site] if t != ignoring)
 
-    for site, tids in members.items():
+    for site in sorted(members):  # in a fixed order: the input's order must not matter
+        tids = members[site]
         if len(tids) < 2:
             continue
         w = wave_of[tids[0]]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from posfleet.contract import FirmwareManifest
@@ -80,8 +80,29 @@ def test_every_eligible_terminal_is_planned_once_in_waves_of_the_planned_size(
             assert done >= min(n - later, spec.percent * n / 100 - 1e-9)
 
 
+def _shops(sizes: list[int]) -> list[Candidate]:
+    return [
+        Candidate(
+            terminal_id=f"T-{shop}-{n}",
+            model="V400m",
+            merchant_id="M",
+            site_id=f"S-{shop}",
+            tags=(),
+            firmware_version="5.2.0",
+            timezone="Europe/Berlin",
+            online=True,
+            last_seen=T0,
+            has_open_action=False,
+        )
+        for shop, size in enumerate(sizes)
+        for n in range(size)
+    ]
+
+
 @settings(max_examples=100, deadline=None)
 @given(fleet=fleets(), seed=st.text(min_size=1, max_size=8))
+# Found by this test: the repair of whole shops once took the shops in input order.
+@example(fleet=_shops([1, 1, 3, 1, 2, 2, 2, 4, 3, 2, 2, 3]), seed="23")
 def test_the_plan_depends_on_the_seed_and_fleet_not_the_order(
     fleet: list[Candidate], seed: str
 ) -> None:
