@@ -11,10 +11,13 @@ from posfleet.diagnostics.rule_model import Rule
 
 
 class FindingKind(StrEnum):
-    """Whether a condition began or ended."""
+    """Whether a condition began or ended, or a rule took over a reported fault."""
 
     OPENED = "opened"
     CLEARED = "cleared"
+    TAKEN_OVER = "taken_over"
+    """The rule began to hold and the incident of the reported fault ``replaces`` (the
+    same fault, reported before the rule could judge it) becomes this rule's."""
 
 
 @dataclass(frozen=True)
@@ -26,3 +29,5 @@ class Finding:
     rule: Rule
     at: datetime
     facts: dict[str, Any] = field(default_factory=dict)
+    replaces: Rule | None = None
+    """For :attr:`FindingKind.TAKEN_OVER`: the reported fault's rule."""

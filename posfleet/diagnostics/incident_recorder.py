@@ -31,6 +31,7 @@ from posfleet.store.incidents import (
     get_incident,
     open_incident,
     resolve_open_incident,
+    retarget_open_incident,
     set_parent,
     terminal_open_key,
 )
@@ -67,6 +68,8 @@ class RecorderStats:
     repeated: int = 0
     resolved: int = 0
     fleet_opened: int = 0
+    taken_over: int = 0
+    """Reported faults whose incidents a rule took over (the fault came before its inputs)."""
 
 
 class IncidentRecorder:
@@ -91,6 +94,8 @@ class IncidentRecorder:
         for finding in findings:
             if finding.kind is FindingKind.OPENED:
                 await self._opened(finding)
+            elif finding.kind is FindingKind.TAKEN_OVER:
+                await self._taken_over(finding)
             else:
                 await self._cleared(finding)
 
@@ -101,18 +106,7 @@ class IncidentRecorder:
         async with self._engine.connect() as conn:
             identity = await _identity(conn, finding.terminal_id)
         async with write_transaction(self._engine) as conn:
-            spec = IncidentSpec(
-                rule_id=rule.id,
-                title=rule.title,
-                component=rule.component.value,
-                severity=rule.severity.value,
-                escalation=rule.escalation.value,
-                cause=rule.cause,
-                remedy=rule.remedy,
-                terminal_id=finding.terminal_id,
-                facts=_jsonable(finding.facts),
-                **identity,
-            )
+            spec = _spec(finding, identity)
             incident_id, outcome = await open_incident(
                 conn, spec, now=finding.at, flap_window=self.settings.flap_window
             )
@@ -133,6 +127,26 @@ class IncidentRecorder:
             fleet_record, fleet_new = group
             if fleet_new:
                 self._notify(NotificationEvent.ESCALATED, fleet_record)
+
+    async def _taken_over(self, finding: Finding) -> None:
+        """The reported fault's incident becomes the rule's; without one, as if opened."""
+        replaced = finding.replaces
+        assert replaced is not None, "a take-over names the reported fault it replaces"
+        async with self._engine.connect() as conn:
+            identity = await _identity(conn, finding.terminal_id)
+        async with write_transaction(self._engine) as conn:
+            spec = _spec(finding, identity)
+            from_key = terminal_open_key(finding.terminal_id, replaced.id)
+            incident_id = await retarget_open_incident(conn, from_key, spec, now=finding.at)
+            if incident_id is not None and finding.rule.correlate:
+                await self._correlate(conn, finding.rule, incident_id, finding)
+        if incident_id is None:
+            await self._opened(finding)
+            await self._cleared(
+                Finding(FindingKind.CLEARED, finding.terminal_id, replaced, finding.at)
+            )
+            return
+        self.stats.taken_over += 1
 
     async def _correlate(
         self, conn: AsyncConnection, rule: Rule, incident_id: int, finding: Finding
@@ -244,6 +258,22 @@ class IncidentRecorder:
     def _notify(self, event: NotificationEvent, record: IncidentRecord) -> None:
         if self._notifier is not None:
             self._notifier.notify(event, record)
+
+
+def _spec(finding: Finding, identity: dict[str, Any]) -> IncidentSpec:
+    rule = finding.rule
+    return IncidentSpec(
+        rule_id=rule.id,
+        title=rule.title,
+        component=rule.component.value,
+        severity=rule.severity.value,
+        escalation=rule.escalation.value,
+        cause=rule.cause,
+        remedy=rule.remedy,
+        terminal_id=finding.terminal_id,
+        facts=_jsonable(finding.facts),
+        **identity,
+    )
 
 
 async def _resolve_by_id(conn: AsyncConnection, incident_id: int, now: datetime, why: str) -> None:

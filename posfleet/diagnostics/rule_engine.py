@@ -29,6 +29,7 @@ from posfleet.contract import (
     State,
 )
 from posfleet.diagnostics.counter_window import CounterWindow
+from posfleet.diagnostics.early_events import not_overtaken, take_over
 from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_model import Escalation, Rule
 from posfleet.diagnostics.terminal_state import Phase, RuleState, TerminalState
@@ -171,9 +172,10 @@ class RuleEngine:
         # baseline, and time passing without growth is information too.
         for rule in self._counting:
             self._sample_counters(rule, state, variables, changed, now)
-        findings += self._evaluate(terminal_id, state, candidates.values(), variables, now)
+        judged = not_overtaken(state, candidates.values(), report.seq)
+        findings += self._evaluate(terminal_id, state, judged, variables, now)
         if state.waiting_events:
-            findings += self._judge_waiting(terminal_id, state, now, expired_only=False)
+            findings = self._hand_over(terminal_id, state, findings, report.seq, now)
         return findings
 
     def observe_event(self, terminal_id: str, event: FaultEvent, now: datetime) -> list[Finding]:
@@ -182,6 +184,7 @@ class RuleEngine:
         state = self._terminal(terminal_id)
         findings = self._heard_from(terminal_id, state, now)
         state.events.append((now, event.code))
+        state.event_seq[event.code] = max(event.seq, state.event_seq.get(event.code, -1))
         rules = _event_rules(tuple(self._rules.values()), event.code)
         if rules:
             variables = state.variables(now.date())
@@ -190,7 +193,7 @@ class RuleEngine:
                 return findings
             # The rules' other inputs are not reported yet (an event before the first
             # health report, which may be on its way in the other ingest lane): a reported
-            # fault at once, handed to the rule when that report comes (see _judge_waiting).
+            # fault at once, handed to the rule when that report comes (see _hand_over).
             state.waiting_events.setdefault(event.code, now)
         return findings + self._reported(terminal_id, state, event, now)
 
@@ -199,27 +202,40 @@ class RuleEngine:
         known = variables.keys() | {"increase", "events"}
         return any(r.when is None or r.when.variables <= known for r in rules)
 
-    def _judge_waiting(
-        self, terminal_id: str, state: TerminalState, now: datetime, *, expired_only: bool
+    def _hand_over(
+        self,
+        terminal_id: str,
+        state: TerminalState,
+        findings: list[Finding],
+        report_seq: int,
+        now: datetime,
     ) -> list[Finding]:
-        """Events that came before their rules' inputs: once those are known, the rules
-        judge them and the reported fault they opened meanwhile is replaced (the rule's
-        incident clears with the health, a reported one only after quiet). After
-        :data:`EVENT_WAIT` without the inputs the reported fault simply stays."""
-        findings: list[Finding] = []
+        """Events that came before their rules' inputs, now that a health report brought
+        them: the rules judge them and take over the reported faults they opened (see
+        :mod:`posfleet.diagnostics.early_events`)."""
         variables = state.variables(now.date())
-        for code, at in list(state.waiting_events.items()):
+        for code in list(state.waiting_events):
             rules = _event_rules(tuple(self._rules.values()), code)
-            if rules and not expired_only and self._can_judge(rules, variables):
+            if not rules:  # no rule covers it any more (rules reloaded): it stays reported
                 del state.waiting_events[code]
-                findings += self._evaluate(terminal_id, state, rules, variables, now)
-                reported = self._reported_rules.get(code)
-                if state.reported.pop(code, None) is not None and reported is not None:
-                    self.stats.cleared += 1
-                    findings.append(Finding(FindingKind.CLEARED, terminal_id, reported, now))
-            elif not rules or now - at >= EVENT_WAIT:
-                del state.waiting_events[code]
+                continue
+            if not self._can_judge(rules, variables):
+                continue
+            del state.waiting_events[code]
+            judged = not_overtaken(state, rules, report_seq)
+            findings += self._evaluate(terminal_id, state, judged, variables, now)
+            reported = self._reported_rules.get(code)
+            if state.reported.pop(code, None) is not None and reported is not None:
+                self.stats.cleared += 1
+                findings = take_over(findings, rules, reported, terminal_id, now)
         return findings
+
+    @staticmethod
+    def _expire_waiting(state: TerminalState, now: datetime) -> None:
+        """After :data:`EVENT_WAIT` without its rule's inputs, a reported fault stays one."""
+        for code, at in list(state.waiting_events.items()):
+            if now - at >= EVENT_WAIT:
+                del state.waiting_events[code]
 
     def _reported(
         self, terminal_id: str, state: TerminalState, event: FaultEvent, now: datetime
@@ -316,7 +332,7 @@ class RuleEngine:
                 variables = state.variables(now.date())
                 findings += self._evaluate(terminal_id, state, due.values(), variables, now)
             if state.waiting_events:
-                findings += self._judge_waiting(terminal_id, state, now, expired_only=True)
+                self._expire_waiting(state, now)
             for code, last in list(state.reported.items()):
                 if now - last >= REPORTED_FAULT_QUIET:
                     del state.reported[code]

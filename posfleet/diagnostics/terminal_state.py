@@ -55,6 +55,9 @@ class TerminalState:
     waiting_events: dict[str, datetime] = field(default_factory=dict)
     """Codes of fault events a rule covers that came before the rule's other inputs (so
     they opened reported faults), with when the first came."""
+    event_seq: dict[str, int] = field(default_factory=dict)
+    """The highest ``seq`` of each fault event code: a health report the terminal sent
+    before it (still on its way in the other ingest lane) cannot clear what it opened."""
 
     def rule(self, rule_id: str) -> RuleState:
         """The state of ``rule_id``, created idle on first use."""

@@ -305,6 +305,47 @@ async def resolve_open_incident(
     return None if found is None else int(found)
 
 
+async def retarget_open_incident(
+    conn: AsyncConnection, from_key: str, spec: IncidentSpec, *, now: datetime
+) -> int | None:
+    """Give the unresolved incident holding ``from_key`` to ``spec``'s rule (a reported
+    fault its rule has taken over): the rule's texts, its key, the facts of both. Returns
+    the incident's id; None when no incident holds ``from_key`` or ``spec``'s key is taken."""
+    if await get_open_incident(conn, spec.open_key) is not None:
+        return None
+    # What the terminal is may have come in meanwhile (inventory rides the bulk lane).
+    identity = {
+        "model": spec.model,
+        "firmware_version": spec.firmware_version,
+        "site_id": spec.site_id,
+        "merchant_id": spec.merchant_id,
+    }
+    stmt = (
+        sa.update(incidents)
+        .where(incidents.c.open_key == from_key)
+        .values(
+            open_key=spec.open_key,
+            rule_id=spec.rule_id,
+            title=spec.title,
+            component=spec.component,
+            severity=spec.severity,
+            escalation=spec.escalation,
+            cause=spec.cause,
+            remedy=list(spec.remedy),
+            last_seen_at=now,
+            updated_at=now,
+            **{name: value for name, value in identity.items() if value is not None},
+        )
+        .returning(incidents.c.id, incidents.c.facts)
+    )
+    row = (await conn.execute(stmt)).first()
+    if row is None:
+        return None
+    facts = {**(row.facts or {}), **spec.facts, "reported_as": from_key.rsplit("/", 1)[-1]}
+    await conn.execute(sa.update(incidents).where(incidents.c.id == row.id).values(facts=facts))
+    return int(row.id)
+
+
 def terminal_open_key(terminal_id: str, rule_id: str) -> str:
     """The open key of a terminal's incident under ``rule_id``."""
     return f"{terminal_id}/{rule_id}"

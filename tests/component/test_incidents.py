@@ -330,3 +330,41 @@ async def test_a_firmware_regression_goes_to_ops_to_hold_the_rollout(
     assert "Power-cycle" not in steps and "swap the terminal" not in steps
     # The rule's next step is a technician; for a firmware fault it is support's.
     assert (rule.escalation.value, parent.escalation) == ("on_site", "remote_fix")
+
+
+async def test_a_fault_ahead_of_the_health_it_followed_is_one_incident_its_rule_takes_over(
+    db: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    # The fast lane hands over the fault event (seq 2) before the health report the
+    # terminal sent first (seq 1): a reported fault opens at once, staff take it, and
+    # when the report comes the rule takes that same incident over; the older "reachable"
+    # does not clear it, the next report does.
+    terminal_id = _tid(request, "EARLY")
+    diagnostics = Diagnostics(db, DiagnosticsSettings(tick_interval_s=3600), clock=lambda: T0)
+    async with diagnostics:
+        event = FaultEvent(
+            seq=2,
+            ts=T0,
+            code="network.host_unreachable",
+            component=Component.NETWORK,
+            severity=Severity.ERROR,
+            detail="no answer from the acquirer",
+        )
+        await diagnostics.on_stored([Message(Topic(terminal_id, Channel.EVENT), event)])
+        [reported] = await _terminal_incidents(db, terminal_id)
+        assert reported.rule_id == "reported.network.host_unreachable"
+        async with db.begin() as conn:
+            assert await acknowledge_incident(conn, reported.id, by="alice", now=T0)
+
+        await _report_host(diagnostics, terminal_id, 1, reachable=True)
+        [incident] = await _terminal_incidents(db, terminal_id)
+        assert incident.id == reported.id and incident.state is IncidentState.ACKNOWLEDGED
+        assert incident.rule_id == "network.host_unreachable"
+        assert incident.title == "Acquirer host unreachable"
+        assert incident.facts["detail"] == "no answer from the acquirer"
+        assert incident.facts["reported_as"] == "reported.network.host_unreachable"
+        assert diagnostics.recorder.stats.taken_over == 1
+
+        await _report_host(diagnostics, terminal_id, 3, reachable=True)
+        [done] = await _terminal_incidents(db, terminal_id)
+        assert done.id == reported.id and done.state is IncidentState.RESOLVED

@@ -14,7 +14,7 @@ from posfleet.contract import (
     ReaderCounters,
     Severity,
 )
-from posfleet.contract.health import CardReader
+from posfleet.contract.health import CardReader, Printer, PrinterStatus
 from posfleet.diagnostics.counter_window import CounterWindow
 from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_engine import RuleEngine
@@ -219,12 +219,50 @@ def test_an_event_before_the_first_health_report_is_handed_to_its_rule_once_it_c
     early = engine.observe_event("T-1", _host_event(2), _at(0.1))
     assert _kinds(early) == ["opened:reported.network.host_unreachable"]
     down = Network(type=NetworkType.ETHERNET, host_reachable=False)
-    handed = _kinds(feed.report(0.2, network=down))
-    assert "opened:network.host_unreachable" in handed
-    assert "cleared:reported.network.host_unreachable" in handed
+    handed = feed.report(0.2, network=down)
+    # One incident: the reported fault's becomes the rule's, with its cause and remedy.
+    assert _kinds(handed) == ["taken_over:network.host_unreachable"]
+    assert handed[0].replaces is not None
+    assert handed[0].replaces.id == "reported.network.host_unreachable"
     assert engine.firing("T-1") == ["network.host_unreachable"]
     back = Network(type=NetworkType.ETHERNET, host_reachable=True)
     assert "cleared:network.host_unreachable" in _kinds(feed.report(60, network=back))
+
+
+def _printer(seq: int, seconds: float, status: PrinterStatus) -> HealthReport:
+    metrics = HealthMetrics(printer=Printer(status=status))
+    return HealthReport(seq=seq, ts=_at(seconds), interval_s=60, metrics=metrics)
+
+
+def _jam(seq: int) -> FaultEvent:
+    return FaultEvent(
+        seq=seq, ts=T0, code="printer.jam", component=Component.PRINTER,
+        severity=Severity.ERROR,
+    )  # fmt: skip
+
+
+def test_a_health_report_sent_before_an_early_event_does_not_clear_its_incident() -> None:
+    # The terminal said "printer ok" (seq 1) and then "jam" (seq 2); the fast lane hands
+    # the jam over first. The older "ok" must not close the jam's incident the moment the
+    # rule takes it over: only a report sent after the jam can.
+    engine = RuleEngine(load_builtin_rules())
+    engine.observe_event("T-1", _jam(2), _at(0.1))
+    handed = _kinds(engine.observe_health("T-1", _printer(1, 0.0, PrinterStatus.OK), _at(0.2)))
+    assert handed == ["taken_over:printer.not_ready"]
+    assert engine.firing("T-1") == ["printer.not_ready"]
+    later = engine.observe_health("T-1", _printer(3, 60, PrinterStatus.OK), _at(60))
+    assert _kinds(later) == ["cleared:printer.not_ready"]
+
+
+def test_a_health_report_overtaken_by_an_event_cannot_clear_what_the_event_opened() -> None:
+    engine = RuleEngine(load_builtin_rules())
+    engine.observe_health("T-1", _printer(1, 0, PrinterStatus.OK), _at(0))
+    assert _kinds(engine.observe_event("T-1", _jam(3), _at(59))) == ["opened:printer.not_ready"]
+    # seq 2 left the terminal before the jam; it comes in late through the bulk lane.
+    assert engine.observe_health("T-1", _printer(2, 58, PrinterStatus.OK), _at(60)) == []
+    assert engine.firing("T-1") == ["printer.not_ready"]
+    cleared = engine.observe_health("T-1", _printer(4, 120, PrinterStatus.OK), _at(120))
+    assert _kinds(cleared) == ["cleared:printer.not_ready"]
 
 
 def test_an_event_whose_rule_never_gets_its_inputs_stays_a_reported_fault() -> None:

@@ -1,0 +1,64 @@
+"""Fault events that overtake the health reports sent before them.
+
+The ingest's fast lane hands over a fault event at once, while the health reports the
+terminal sent just before it may still be queued in the bulk lane. Two rules follow,
+both pure and used by the rule engine:
+
+- a health report older than an event (a lower ``seq``) cannot clear what that event
+  set going: only a report the terminal sent after the event knows the fault is gone;
+- an event that came before any health report at all opened a reported fault at once;
+  when the report comes and the event's rule fires, the rule *takes over* that incident
+  (one incident, now with the rule's cause and remedy) instead of a second one opening
+  while the first closes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from posfleet.diagnostics.findings import Finding, FindingKind
+from posfleet.diagnostics.rule_model import Rule
+from posfleet.diagnostics.terminal_state import Phase, TerminalState
+
+
+def not_overtaken(state: TerminalState, rules: Iterable[Rule], seq: int) -> list[Rule]:
+    """The rules a health report with ``seq`` may judge: not one that an event sent
+    after this report already set going, which only a later report can clear."""
+    judged = []
+    for rule in rules:
+        rule_state = state.rules.get(rule.id)
+        if rule_state is not None and rule_state.phase is not Phase.IDLE:
+            newest = max(
+                (state.event_seq.get(code, -1) for count in rule.events for code in count.codes),
+                default=-1,
+            )
+            if newest > seq:
+                continue
+        judged.append(rule)
+    return judged
+
+
+def take_over(
+    findings: list[Finding],
+    rules: Iterable[Rule],
+    reported: Rule,
+    terminal_id: str,
+    now: datetime,
+) -> list[Finding]:
+    """``findings`` with the opening of one of ``rules`` turned into a take-over of the
+    ``reported`` fault's incident; where none of them opened, the reported fault clears."""
+    covering = {rule.id for rule in rules}
+    for index, finding in enumerate(findings):
+        if finding.kind is FindingKind.OPENED and finding.rule.id in covering:
+            findings[index] = Finding(
+                FindingKind.TAKEN_OVER,
+                terminal_id,
+                finding.rule,
+                finding.at,
+                finding.facts,
+                replaces=reported,
+            )
+            return findings
+    findings.append(Finding(FindingKind.CLEARED, terminal_id, reported, now))
+    return findings
