@@ -9,10 +9,8 @@ field it changed (plus the rules whose windows are live); ``tick`` advances wind
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -31,10 +29,9 @@ from posfleet.contract import (
 from posfleet.diagnostics.counter_window import CounterWindow
 from posfleet.diagnostics.early_events import not_overtaken, take_over
 from posfleet.diagnostics.findings import Finding, FindingKind
+from posfleet.diagnostics.rule_evaluation import EngineStats, RuleJudge
 from posfleet.diagnostics.rule_model import Escalation, Rule
-from posfleet.diagnostics.terminal_state import Phase, RuleState, TerminalState
-
-log = logging.getLogger(__name__)
+from posfleet.diagnostics.terminal_state import Phase, TerminalState
 
 REPORTED_FAULT_QUIET = timedelta(minutes=30)
 """A terminal-reported fault no rule covers resolves after this long without a repeat."""
@@ -44,17 +41,6 @@ REPORTED_PREFIX = "reported."
 EVENT_WAIT = timedelta(minutes=15)
 """How long a fault event that a rule covers, reported before the rule's other inputs (the
 terminal's first health report), may still be handed from its reported fault to the rule."""
-
-
-@dataclass(slots=True)
-class EngineStats:
-    """Counters of one engine: work done, and conditions that could not be evaluated."""
-
-    messages: int = 0
-    evaluations: int = 0
-    condition_errors: int = 0
-    opened: int = 0
-    cleared: int = 0
 
 
 def reported_fault_rule(event: FaultEvent) -> Rule:
@@ -76,6 +62,7 @@ class RuleEngine:
 
     def __init__(self, rules: Sequence[Rule] = ()) -> None:
         self.stats = EngineStats()
+        self._judge = RuleJudge(self.stats)
         self._terminals: dict[str, TerminalState] = {}
         self._reported_rules: dict[str, Rule] = {}
         self._rules: dict[str, Rule] = {}
@@ -173,7 +160,7 @@ class RuleEngine:
         for rule in self._counting:
             self._sample_counters(rule, state, variables, changed, now)
         judged = not_overtaken(state, candidates.values(), report.seq)
-        findings += self._evaluate(terminal_id, state, judged, variables, now)
+        findings += self._judge.evaluate(terminal_id, state, judged, variables, now)
         if state.waiting_events:
             findings = self._hand_over(terminal_id, state, findings, report.seq, now)
         return findings
@@ -189,7 +176,7 @@ class RuleEngine:
         if rules:
             variables = state.variables(now.date())
             if self._can_judge(rules, variables):
-                findings += self._evaluate(terminal_id, state, rules, variables, now)
+                findings += self._judge.evaluate(terminal_id, state, rules, variables, now)
                 return findings
             # The rules' other inputs are not reported yet (an event before the first
             # health report, which may be on its way in the other ingest lane): a reported
@@ -223,7 +210,7 @@ class RuleEngine:
                 continue
             del state.waiting_events[code]
             judged = not_overtaken(state, rules, report_seq)
-            findings += self._evaluate(terminal_id, state, judged, variables, now)
+            findings += self._judge.evaluate(terminal_id, state, judged, variables, now)
             reported = self._reported_rules.get(code)
             if state.reported.pop(code, None) is not None and reported is not None:
                 self.stats.cleared += 1
@@ -267,7 +254,7 @@ class RuleEngine:
         if state.online != state_msg.online:
             state.online = state_msg.online
             variables = state.variables(now.date())
-            findings += self._evaluate(
+            findings += self._judge.evaluate(
                 terminal_id, state, self._by_input.get("online", ()), variables, now
             )
         return findings
@@ -313,7 +300,7 @@ class RuleEngine:
     ) -> list[Finding]:
         variables = state.variables(now.date())
         rules = self._by_input.get("inventory", ())
-        return self._evaluate(terminal_id, state, rules, variables, now)
+        return self._judge.evaluate(terminal_id, state, rules, variables, now)
 
     def tick(self, now: datetime) -> list[Finding]:
         """Let time pass: windows slide, ``for`` durations elapse, absences grow."""
@@ -330,7 +317,7 @@ class RuleEngine:
                 due[rule.id] = rule
             if due:
                 variables = state.variables(now.date())
-                findings += self._evaluate(terminal_id, state, due.values(), variables, now)
+                findings += self._judge.evaluate(terminal_id, state, due.values(), variables, now)
             if state.waiting_events:
                 self._expire_waiting(state, now)
             for code, last in list(state.reported.items()):
@@ -379,7 +366,7 @@ class RuleEngine:
             return []
         variables = state.variables(now.date())
         held = [r for r in self._absence if r.id in state.rules]
-        return self._evaluate(terminal_id, state, held, variables, now) if held else []
+        return self._judge.evaluate(terminal_id, state, held, variables, now) if held else []
 
     def _rules_reading(self, changed: Iterable[str]) -> dict[str, Rule]:
         found: dict[str, Rule] = {}
@@ -408,125 +395,11 @@ class RuleEngine:
             try:
                 value = float(expr.evaluate(variables))
             except (ValueError, TypeError) as exc:
-                self._condition_failed(rule, expr.source, exc)
+                self._judge.condition_failed(rule, expr.source, exc)
                 continue
             if window is None:
                 window = rule_state.counters[name] = CounterWindow(rule.window)
             window.add(now, value)
-
-    def _evaluate(
-        self,
-        terminal_id: str,
-        state: TerminalState,
-        rules: Iterable[Rule],
-        base: dict[str, Any],
-        now: datetime,
-    ) -> list[Finding]:
-        findings: list[Finding] = []
-        for rule in rules:
-            rule_state = state.rule(rule.id)
-            variables = self._rule_variables(rule, rule_state, state, base, now)
-            holds = self._holds(rule, rule.when, state, variables, now)
-            if holds is None:
-                continue
-            self.stats.evaluations += 1
-            finding = self._advance(
-                terminal_id,
-                rule=rule,
-                rule_state=rule_state,
-                state=state,
-                variables=variables,
-                holds=holds,
-                now=now,
-            )
-            if finding is not None:
-                findings.append(finding)
-        return findings
-
-    def _rule_variables(
-        self,
-        rule: Rule,
-        rule_state: RuleState,
-        state: TerminalState,
-        base: dict[str, Any],
-        now: datetime,
-    ) -> dict[str, Any]:
-        if not rule.increase and not rule.events:
-            return base
-        variables = dict(base)
-        start = now - rule.window
-        variables["increase"] = {
-            name: (w.increase(now) if (w := rule_state.counters.get(name)) else 0.0)
-            for name, _ in rule.increase
-        }
-        variables["events"] = {
-            count.name: state.count_events(count.codes, start, rule_state.cleared_at)
-            for count in rule.events
-        }
-        return variables
-
-    def _holds(
-        self,
-        rule: Rule,
-        expr: Any,
-        state: TerminalState,
-        variables: dict[str, Any],
-        now: datetime,
-    ) -> bool | None:
-        """The condition's truth; None when it cannot be known (inputs not reported)."""
-        absence = rule.absence_intervals
-        if absence is not None and expr is rule.when and not state.absent(now, absence):
-            return False
-        if expr is None:
-            return True
-        if not expr.variables <= variables.keys():
-            return None
-        try:
-            return bool(expr.evaluate(variables))
-        except ValueError as exc:
-            self._condition_failed(rule, expr.source, exc)
-            return None
-
-    def _advance(
-        self,
-        terminal_id: str,
-        *,
-        rule: Rule,
-        rule_state: RuleState,
-        state: TerminalState,
-        variables: dict[str, Any],
-        holds: bool,
-        now: datetime,
-    ) -> Finding | None:
-        if rule_state.phase is Phase.FIRING:
-            if rule.clear_when is not None:
-                cleared = self._holds(rule, rule.clear_when, state, variables, now)
-                if cleared is None:
-                    return None
-            else:
-                cleared = not holds
-            if not cleared:
-                return None
-            rule_state.phase, rule_state.since, rule_state.cleared_at = Phase.IDLE, None, now
-            self.stats.cleared += 1
-            return Finding(FindingKind.CLEARED, terminal_id, rule, now, _facts(rule, variables))
-        if not holds:
-            rule_state.phase, rule_state.since = Phase.IDLE, None
-            return None
-        if rule_state.phase is Phase.IDLE:
-            rule_state.phase, rule_state.since = Phase.PENDING, now
-        since = rule_state.since or now
-        if now - since < rule.hold_for:
-            return None
-        rule_state.phase = Phase.FIRING
-        self.stats.opened += 1
-        return Finding(FindingKind.OPENED, terminal_id, rule, now, _facts(rule, variables))
-
-    def _condition_failed(self, rule: Rule, source: str, exc: Exception) -> None:
-        self.stats.condition_errors += 1
-        # Once per rule and reason is enough for the log; the counter keeps the total.
-        if self.stats.condition_errors <= 100:
-            log.warning("rule %s (%s): cannot evaluate %r: %s", rule.id, rule.source, source, exc)
 
 
 def _changed_paths(old: dict[str, Any], new: dict[str, Any]) -> set[str]:
@@ -554,14 +427,3 @@ def _event_rules(rules: tuple[Rule, ...], code: str) -> tuple[Rule, ...]:
         for rule in rules
         if any(fnmatchcase(code, p) for count in rule.events for p in count.codes)
     )
-
-
-def _facts(rule: Rule, variables: dict[str, Any]) -> dict[str, Any]:
-    """The values the rule read, kept on the incident so staff see why it fired."""
-    facts: dict[str, Any] = {
-        name: variables[name] for name in sorted(rule.inputs) if name in variables
-    }
-    for group in ("increase", "events"):
-        if group in variables:
-            facts[group] = variables[group]
-    return facts
