@@ -84,6 +84,7 @@ class IngestLane:
         self.session = 0
         """Counts this lane's connections: a mid is only meaningful on the one it came on."""
         self._filters = connection.subscriptions(self.channels)
+        self._share = connection.share
         self._drop_filters = list(drop_filters)
         self._stats = stats
         self._stats_lock = stats_lock
@@ -249,9 +250,17 @@ class IngestLane:
         self._accepted = False
         self._call_in_loop(self.subscribed.clear)
 
-    def _on_message(self, _client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, _userdata: object, msg: mqtt.MQTTMessage) -> None:
+        name = _topic_text(msg)
+        if self._share is not None and not self._share.owns_topic(name):
+            # Another instance's terminal (partition mode): it stores and judges it.
+            if msg.qos > 0:
+                client.ack(msg.mid, msg.qos)
+            with self._stats_lock:
+                self._stats.other_partition += 1
+            return
         raw = RawMessage(
-            topic=_topic_text(msg),
+            topic=name,
             payload=bytes(msg.payload),
             mid=msg.mid,
             qos=msg.qos,

@@ -72,6 +72,8 @@ class IngestStats:
     connects: int = 0
     oversize: int = 0
     """Payloads above the contract's limit that reached us; each is also a dead letter."""
+    other_partition: int = 0
+    """Messages of terminals another instance serves (partition mode), acknowledged unread."""
     batch_latency: Histogram = field(default_factory=Histogram)
     """Seconds from taking a batch off the queue to its commit and acknowledgement."""
 

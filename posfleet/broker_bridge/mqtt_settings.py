@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from posfleet.broker_bridge.partition import Partition
 from posfleet.contract import UPLINK_CHANNELS, Channel, uplink_filters
 from posfleet.tls_contexts import TlsFiles
 
@@ -16,7 +17,9 @@ class BrokerConnection(BaseModel):
 
     Every central instance needs its own ``client_id``: the broker keeps one persistent
     session per id, and two clients with the same id keep disconnecting each other.
-    Instances that split the fleet between them share a ``share_group``.
+    Instances that split the fleet between them share a ``share_group`` (on a broker
+    that routes it by client id) or each take a ``partition`` (see
+    :mod:`posfleet.broker_bridge.partition`).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -35,6 +38,28 @@ class BrokerConnection(BaseModel):
         description="how long the broker queues QoS 1 messages for us while we are away",
     )
     reconnect_max_s: Annotated[int, Field(ge=1, le=3600)] = 60
+    partition: str | None = Field(
+        default=None, description="K/N: serve the K-th of N shares of the terminals"
+    )
+
+    @field_validator("partition")
+    @classmethod
+    def _valid_partition(cls, value: str | None) -> str | None:
+        return None if value is None else str(Partition.parse(value))
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> BrokerConnection:
+        if self.partition is not None and self.share_group is not None:
+            raise ValueError(
+                "share_group and partition both split the fleet: set one of them "
+                "(partition on Mosquitto, whose shared subscriptions go round robin)"
+            )
+        return self
+
+    @property
+    def share(self) -> Partition | None:
+        """The partition this client serves, if any."""
+        return None if self.partition is None else Partition.parse(self.partition)
 
     @property
     def address(self) -> str:

@@ -71,6 +71,7 @@ def broker_connection(settings: CentralSettings) -> BrokerConnection:
         password=settings.broker_password.get_secret_value(),
         client_id=settings.mqtt_client_id(),
         share_group=settings.share_group,
+        partition=settings.partition,
         tls=settings.broker_url.startswith("mqtts://"),
         tls_files=settings.broker_tls or TlsFiles(),
     )
@@ -180,12 +181,18 @@ def _each(*hooks: StoredHook) -> StoredHook:
     return hook
 
 
+def _owns(settings: CentralSettings) -> Callable[[str], bool]:
+    """Which terminals this instance judges: its partition's, or all of them."""
+    share = broker_connection(settings).share
+    return (lambda _terminal_id: True) if share is None else share.owns
+
+
 def _ingest_ctx(
     settings: CentralSettings, engine: AsyncEngine
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
-            Diagnostics(engine, settings.diagnostics) as diagnostics,
+            Diagnostics(engine, settings.diagnostics, owns=_owns(settings)) as diagnostics,
             MqttCommandSender(command_login(settings)) as commands,
             CommandSweeper(engine, commands),
             ScheduledBackups(engine, commands, backup_schedule(settings)),

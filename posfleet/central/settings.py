@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from posfleet.broker_bridge.partition import Partition
 from posfleet.central.errors import CentralError
 from posfleet.diagnostics.runtime import DiagnosticsSettings
 from posfleet.firmware.settings import FirmwareSettings
@@ -36,7 +37,14 @@ class CentralSettings(BrokerClientSettings):
     broker_username: str = "central"
     broker_password: SecretStr = SecretStr("")
     share_group: str | None = Field(
-        default=None, description="MQTT v5 shared-subscription group for scale-out"
+        default=None,
+        description="MQTT v5 shared-subscription group for scale-out, on a broker that "
+        "routes it by client id (EMQX hash_clientid); on Mosquitto use partition",
+    )
+    partition: str | None = Field(
+        default=None,
+        description="K/N: this instance serves the K-th of N shares of the terminals "
+        "(by a hash of the terminal id); every instance sets its own K and the same N",
     )
     client_id: Annotated[str, Field(min_length=1, max_length=96)] = Field(
         default="posfleet-central",
@@ -129,6 +137,17 @@ class CentralSettings(BrokerClientSettings):
     report_summary_hour_utc: Annotated[int, Field(ge=0, le=23)] = Field(
         default=6, description="the UTC hour from which the last period's summary is sent"
     )
+
+    @model_validator(mode="after")
+    def _one_way_to_split_the_fleet(self) -> CentralSettings:
+        if self.partition is not None:
+            Partition.parse(self.partition)  # a clear ValueError for a bad K/N
+            if self.share_group is not None:
+                raise ValueError(
+                    "share_group and partition both split the fleet: set one of them "
+                    "(partition on Mosquitto, whose shared subscriptions go round robin)"
+                )
+        return self
 
     @model_validator(mode="after")
     def _rollups_outlive_raw_samples(self) -> CentralSettings:

@@ -50,6 +50,11 @@ _INGEST_COUNTERS = (
         "Payloads above the contract's size limit that reached the centre (dead-lettered).",
         "oversize",
     ),
+    (
+        "other_partition_total",
+        "Messages of terminals another instance serves (partition mode), acknowledged unread.",
+        "other_partition",
+    ),
     ("store_retries_total", "Batches retried after a transient database error.", "store_retries"),
     ("hook_errors_total", "Failures of the on_stored hook (diagnostics).", "hook_errors"),
     (

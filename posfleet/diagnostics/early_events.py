@@ -9,7 +9,11 @@ both pure and used by the rule engine:
 - an event that came before any health report at all opened a reported fault at once;
   when the report comes and the event's rule fires, the rule *takes over* that incident
   (one incident, now with the rule's cause and remedy) instead of a second one opening
-  while the first closes.
+  while the first closes;
+- an event that comes in *after* a health report the terminal sent later than it is
+  judged against that report: its incident opens and, if the report says the fault is
+  gone, resolves at once; where the rule already opened and resolved after the event's
+  ``seq``, the event adds nothing.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from datetime import datetime
 
+from posfleet.contract import FaultEvent
 from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_model import Rule
 from posfleet.diagnostics.terminal_state import Phase, TerminalState
@@ -37,6 +42,24 @@ def not_overtaken(state: TerminalState, rules: Iterable[Rule], seq: int) -> list
                 continue
         judged.append(rule)
     return judged
+
+
+def behind_the_health(
+    state: TerminalState, event: FaultEvent, rules: Iterable[Rule]
+) -> tuple[bool, list[Rule]]:
+    """Whether ``event`` was sent before the latest health report, and the rules that
+    should judge it: all of them, except, for such a late event, those that cleared on a
+    report sent after it (that report already knew the fault was over)."""
+    latest = state.last_seq
+    if latest is None or event.seq >= latest:
+        return False, list(rules)
+    judged = []
+    for rule in rules:
+        rule_state = state.rules.get(rule.id)
+        if rule_state is not None and (rule_state.cleared_seq or -1) > event.seq:
+            continue
+        judged.append(rule)
+    return True, judged
 
 
 def take_over(

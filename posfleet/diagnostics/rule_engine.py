@@ -27,7 +27,7 @@ from posfleet.contract import (
     State,
 )
 from posfleet.diagnostics.counter_window import CounterWindow
-from posfleet.diagnostics.early_events import not_overtaken, take_over
+from posfleet.diagnostics.early_events import behind_the_health, not_overtaken, take_over
 from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_evaluation import EngineStats, RuleJudge
 from posfleet.diagnostics.rule_model import Escalation, Rule
@@ -170,19 +170,39 @@ class RuleEngine:
         self.stats.messages += 1
         state = self._terminal(terminal_id)
         findings = self._heard_from(terminal_id, state, now)
-        state.events.append((now, event.code))
         state.event_seq[event.code] = max(event.seq, state.event_seq.get(event.code, -1))
         rules = _event_rules(tuple(self._rules.values()), event.code)
         if rules:
             variables = state.variables(now.date())
             if self._can_judge(rules, variables):
-                findings += self._judge.evaluate(terminal_id, state, rules, variables, now)
-                return findings
+                return findings + self._judge_event(terminal_id, state, event, rules, now)
             # The rules' other inputs are not reported yet (an event before the first
             # health report, which may be on its way in the other ingest lane): a reported
             # fault at once, handed to the rule when that report comes (see _hand_over).
             state.waiting_events.setdefault(event.code, now)
+        state.events.append((now, event.code))
         return findings + self._reported(terminal_id, state, event, now)
+
+    def _judge_event(
+        self,
+        terminal_id: str,
+        state: TerminalState,
+        event: FaultEvent,
+        rules: Sequence[Rule],
+        now: datetime,
+    ) -> list[Finding]:
+        """The event's rules judge it; one sent before the latest health report (see
+        :func:`~posfleet.diagnostics.early_events.behind_the_health`) is judged again
+        at once against that report, which already knows how the fault went on."""
+        stale, judged = behind_the_health(state, event, rules)
+        if not judged:
+            return []  # a report sent after it already closed what it was about
+        state.events.append((now, event.code))
+        variables = state.variables(now.date())
+        findings = self._judge.evaluate(terminal_id, state, judged, variables, now)
+        if stale and findings:
+            findings += self._judge.evaluate(terminal_id, state, judged, variables, now)
+        return findings
 
     @staticmethod
     def _can_judge(rules: Sequence[Rule], variables: dict[str, Any]) -> bool:

@@ -135,6 +135,7 @@ class RuleJudge:
             if not cleared:
                 return None
             rule_state.phase, rule_state.since, rule_state.cleared_at = Phase.IDLE, None, now
+            rule_state.cleared_seq = state.last_seq
             self.stats.cleared += 1
             return Finding(FindingKind.CLEARED, terminal_id, rule, now, facts_of(rule, variables))
         if not holds:

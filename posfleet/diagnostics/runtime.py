@@ -80,8 +80,12 @@ class Diagnostics:
         *,
         notifier: Notifier | None = None,
         clock: Callable[[], datetime] = utcnow,
+        owns: Callable[[str], bool] = lambda _terminal_id: True,
     ) -> None:
+        """``owns`` says which terminals this instance judges (partition mode: its share;
+        the open incidents of the others are not taken up at start)."""
         self.settings = settings or DiagnosticsSettings()
+        self._owns = owns
         self.stats = DiagnosticsStats()
         self.rule_engine = RuleEngine()
         self._db = engine
@@ -234,7 +238,7 @@ class Diagnostics:
                 )
             ).all()
         for row in rows:
-            if row.terminal_id is not None:
+            if row.terminal_id is not None and self._owns(row.terminal_id):
                 self.rule_engine.assume_firing(row.terminal_id, row.rule_id, row.opened_at)
 
     def _recently_updated(self, terminal_id: str) -> bool:

@@ -30,6 +30,8 @@ class RuleState:
     phase: Phase = Phase.IDLE
     since: datetime | None = None
     cleared_at: datetime | None = None
+    cleared_seq: int | None = None
+    """The terminal's latest health report ``seq`` when the rule last cleared."""
     counters: dict[str, CounterWindow] = field(default_factory=dict)
 
 

@@ -265,6 +265,31 @@ def test_a_health_report_overtaken_by_an_event_cannot_clear_what_the_event_opene
     assert _kinds(cleared) == ["cleared:printer.not_ready"]
 
 
+def test_an_event_arriving_after_a_later_health_report_is_judged_against_that_report() -> None:
+    engine = RuleEngine(load_builtin_rules())
+    engine.observe_health("T-1", _printer(1, 0, PrinterStatus.OK), _at(0))
+    engine.observe_health("T-1", _printer(3, 60, PrinterStatus.OK), _at(60))
+    # The jam (seq 2) happened between the two reports; "ok" at seq 3 says it is over.
+    late = _kinds(engine.observe_event("T-1", _jam(2), _at(61)))
+    assert late == ["opened:printer.not_ready", "cleared:printer.not_ready"]
+    assert engine.firing("T-1") == []
+
+
+def test_a_late_event_its_rule_already_saw_through_the_health_adds_nothing() -> None:
+    engine = RuleEngine(load_builtin_rules())
+    engine.observe_health("T-1", _printer(1, 0, PrinterStatus.OK), _at(0))
+    assert _kinds(engine.observe_health("T-1", _printer(3, 1, PrinterStatus.JAM), _at(1))) == [
+        "opened:printer.not_ready"
+    ]
+    assert _kinds(engine.observe_health("T-1", _printer(4, 2, PrinterStatus.OK), _at(2))) == [
+        "cleared:printer.not_ready"
+    ]
+    assert engine.observe_event("T-1", _jam(2), _at(3)) == []
+    # Nor does it linger in the window to fire the rule on the next change.
+    paper = engine.observe_health("T-1", _printer(5, 60, PrinterStatus.PAPER_LOW), _at(60))
+    assert "opened:printer.not_ready" not in _kinds(paper)
+
+
 def test_an_event_whose_rule_never_gets_its_inputs_stays_a_reported_fault() -> None:
     engine = RuleEngine(load_builtin_rules())
     assert _kinds(engine.observe_event("T-1", _host_event(1), T0)) == [
