@@ -69,8 +69,11 @@ class BatchWriter(Protocol):
         """Get ready to store (raise :class:`WriterError` if that cannot be done)."""
         ...
 
-    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
-        """Validate and commit ``batch``; raise a transient error to have it sent again."""
+    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
+        """Validate and commit ``batch``; raise a transient error to have it sent again.
+
+        An ``urgent`` batch (the fast lane's) may be stored before bulk batches handed
+        over earlier; each kind keeps its order."""
         ...
 
     async def close(self) -> None:
@@ -98,8 +101,11 @@ class InlineWriter:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
-        """Validate (before waiting for our turn, so it overlaps the previous commit), store."""
+    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
+        """Validate (before waiting for our turn, so it overlaps the previous commit), store.
+
+        In order, ``urgent`` or not: the event loop's lock has no priorities, and this
+        writer is for tests and small installations."""
         decoded = decode_batch(batch)
         async with self._turn:
             async with write_transaction(self._engine) as conn:
@@ -192,8 +198,9 @@ class ProcessWriter:
         )
         log.info("store writer process %d ready", proc.pid)
 
-    async def store(self, batch: Sequence[RawMessage]) -> BatchOutcome:
-        """Send ``batch`` to the writer and wait for its commit."""
+    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
+        """Send ``batch`` to the writer and wait for its commit (an ``urgent`` one goes
+        ahead of the bulk batches still waiting there)."""
         if self.pid is None:
             await self.start()
         proc = self._proc
@@ -201,7 +208,8 @@ class ProcessWriter:
         request_id = next(self._ids)
         answer: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
-        frame = encode_frame(("store", request_id, [(raw.topic, raw.payload) for raw in batch]))
+        pairs = [(raw.topic, raw.payload) for raw in batch]
+        frame = encode_frame(("store", request_id, pairs, urgent))
         try:
             async with self._send_lock:
                 proc.stdin.write(frame)

@@ -206,7 +206,8 @@ class Ingest:
                 while batch := await lane.handoff.take(self._batch_size):
                     self.stats.queue_depth = sum(len(each.handoff) for each in self.lanes)
                     started = time.perf_counter()
-                    task = stages.create_task(self._store_with_retry(batch))
+                    urgent = lane.name == "fast"
+                    task = stages.create_task(self._store_with_retry(batch, urgent=urgent))
                     await in_flight.put((batch, started, task))
             finally:
                 await in_flight.put(None)
@@ -253,11 +254,13 @@ class Ingest:
                 self.stats.hook_errors += 1
                 log.exception("on_stored hook failed for a batch of %d", len(outcome.stored))
 
-    async def _store_with_retry(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
+    async def _store_with_retry(
+        self, batch: Sequence[RawMessage], *, urgent: bool = False
+    ) -> BatchOutcome | None:
         delay = 0.5
         while True:
             try:
-                return await self._writer.store(batch)
+                return await self._writer.store(batch, urgent=urgent)
             except Exception as exc:
                 if not is_transient(exc):
                     raise

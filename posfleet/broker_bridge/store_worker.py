@@ -6,7 +6,10 @@ stdin and answers on stdout (see :mod:`~posfleet.broker_bridge.worker_frames`), 
 that validation and the database work run on a second core, beside the process that
 speaks MQTT. Validation of the next batch is interleaved with the SQL of the current
 one (the SQLite driver runs its statements on a thread of its own, without the
-interpreter lock). It commits each batch before it answers; the parent acknowledges to
+interpreter lock). A batch the parent marks urgent (the ingest's fast lane: fault events,
+state, command results) is prepared before the bulk batches that came before it, so it
+waits for at most the batch being stored and one prepared. It commits each batch before
+it answers; the parent acknowledges to
 the broker only then. Between batches it folds the stored samples into the hourly
 rollups once a minute (see :mod:`~posfleet.broker_bridge.rollup_folding`), and once more
 when it stops.
@@ -26,7 +29,9 @@ import os
 import signal
 import sys
 import traceback
+from collections import deque
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -108,16 +113,26 @@ async def _serve_batches(
     requests: asyncio.Queue[tuple[int, DecodedBatch, StoreRequest] | None] = asyncio.Queue(
         maxsize=1
     )
+    arrived = _Arrivals()
 
     async def receive() -> None:
+        # Read every frame as it comes, so that an urgent one (the fast lane's) is seen
+        # while bulk batches still wait their turn.
         try:
             while (frame := await read_frame(reader)) is not None:
-                _, request_id, pairs = frame
+                arrived.add(frame)
+        except FrameError as exc:
+            log.error("stopping: %s", exc)
+        finally:
+            arrived.close()
+
+    async def prepare() -> None:
+        try:
+            while (frame := await arrived.next()) is not None:
+                _, request_id, pairs, *_urgent = frame
                 batch = [RawMessage(topic, payload) for topic, payload in pairs]
                 prepared = await prepare_yielding(batch, config.handlers)
                 await requests.put((request_id, *prepared))
-        except FrameError as exc:
-            log.error("stopping: %s", exc)
         finally:
             await requests.put(None)
 
@@ -125,6 +140,7 @@ async def _serve_batches(
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(receive())
+            tasks.create_task(prepare())
             while (item := await requests.get()) is not None:
                 write_frame_fd(frames_fd, await _store(engine, *item, config))
                 # Between batches, after the answer: the ingest acknowledges meanwhile.
@@ -134,6 +150,39 @@ async def _serve_batches(
         await folding.fold_now()
     finally:
         await engine.dispose()
+
+
+class _Arrivals:
+    """Frames read from the parent, urgent ones first, each kind in arrival order."""
+
+    def __init__(self) -> None:
+        self._urgent: deque[tuple[Any, ...]] = deque()
+        self._bulk: deque[tuple[Any, ...]] = deque()
+        self._changed = asyncio.Event()
+        self._closed = False
+
+    def add(self, frame: tuple[Any, ...]) -> None:
+        """One ``("store", id, pairs[, urgent])`` frame."""
+        urgent = len(frame) > 3 and bool(frame[3])
+        (self._urgent if urgent else self._bulk).append(frame)
+        self._changed.set()
+
+    def close(self) -> None:
+        """No more frames: :meth:`next` returns None once the queues are empty."""
+        self._closed = True
+        self._changed.set()
+
+    async def next(self) -> tuple[Any, ...] | None:
+        """The next frame to prepare."""
+        while True:
+            if self._urgent:
+                return self._urgent.popleft()
+            if self._bulk:
+                return self._bulk.popleft()
+            if self._closed:
+                return None
+            self._changed.clear()
+            await self._changed.wait()
 
 
 async def _store(

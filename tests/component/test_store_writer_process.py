@@ -188,3 +188,35 @@ async def test_a_writer_that_cannot_start_says_why() -> None:
 def test_an_in_memory_database_cannot_be_shared_with_a_writer() -> None:
     with pytest.raises(WriterError, match="in-memory"):
         ProcessWriter("sqlite+aiosqlite:///:memory:")
+
+
+async def test_an_urgent_batch_is_stored_before_bulk_batches_that_wait_ahead_of_it(
+    writer_process: Ingest,
+) -> None:
+    # The fast lane's fault event must not wait for the health backlog already handed to
+    # the writer: stop the writer, queue four bulk batches and then an urgent one.
+    writer = writer_process._writer
+    assert isinstance(writer, ProcessWriter)
+    pid = writer_pid(writer_process)
+    os.kill(pid, signal.SIGSTOP)
+    finished: list[str] = []
+
+    def store(name: str, batch: list[RawMessage], *, urgent: bool = False) -> asyncio.Task[None]:
+        async def run() -> None:
+            await writer.store(batch, urgent=urgent)
+            finished.append(name)
+
+        return asyncio.create_task(run())
+
+    tasks = [
+        store(f"bulk-{n}", [health_msg(f"B-{n}", seq) for seq in range(1, 11)]) for n in range(4)
+    ]
+    await async_wait_for(lambda: len(writer._pending) == 4, description="bulk batches sent")
+    tasks.append(store("urgent", [state_msg("U-1")], urgent=True))
+    await async_wait_for(lambda: len(writer._pending) == 5, description="the urgent batch sent")
+    os.kill(pid, signal.SIGCONT)
+    await asyncio.wait_for(asyncio.gather(*tasks), timeout=30)
+
+    assert finished.index("urgent") < 3, finished
+    # Each kind keeps its own order.
+    assert [n for n in finished if n != "urgent"] == [f"bulk-{n}" for n in range(4)]
