@@ -40,7 +40,7 @@ from typing import Any
 
 from bench.ingest import BATCH_SIZE, QUEUE_SIZE
 from bench.ingest_broker_load import BenchBroker, bare_drain
-from bench.ingest_pipeline_run import connection, migrate, stored_samples
+from bench.ingest_pipeline_run import prepare_round, stored_samples
 from posfleet.broker_bridge import BrokerConnection, Ingest, tune_gc
 from posfleet.contract import Message
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
@@ -153,32 +153,22 @@ def _service(conn: BrokerConnection, url: str, total: int) -> ServiceDrain:
 def run_rounds(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) -> dict[str, Any]:
     """(a) bare subscriber and (b) the service on the same backlog, in alternating rounds."""
     total = terminals * per_terminal
-    filters = BrokerConnection().subscriptions()
     rounds: list[dict[str, Any]] = []
     for number in range(1, ROUNDS + 1):
-        bare_id, service_id = f"cap-bare-{number}", f"cap-service-{number}"
-        bench.create_session(bare_id, filters)
-        # The backlog is health: the bulk lane's session (the fast lane, <id>-fast, has
-        # nothing queued and subscribes when it connects).
-        bench.create_session(service_id, filters)
-        _say(f"round {number}: preloading {total:,} health reports from {terminals:,} terminals")
-        publish_s = bench.publish_backlog(terminals, per_terminal)
-        _say(f"  published in {publish_s:.1f} s ({total / publish_s:,.0f}/s)")
-        database = work / f"capacity-{number}.db"
-        url = f"sqlite+aiosqlite:///{database}"
-        asyncio.run(migrate(url))
-        conn = connection(
-            bench.broker.central_host, bench.broker.central_port, bench.credentials, service_id
+        # The backlog is health: it waits in the bulk lane's session; the fast lane
+        # (<id>-fast) has nothing queued and subscribes when it connects.
+        prepared = prepare_round(
+            bench, work, "capacity", number, terminals=terminals, per_terminal=per_terminal
         )
-
         if number % 2:
-            bare_s = _bare(bench, bare_id, total)
-            drain = _service(conn, url, total)
+            bare_s = _bare(bench, prepared.bare_id, total)
+            drain = _service(prepared.conn, prepared.url, total)
         else:
-            drain = _service(conn, url, total)
-            bare_s = _bare(bench, bare_id, total)
-        for client_id in (bare_id, service_id, f"{service_id}-fast"):
+            drain = _service(prepared.conn, prepared.url, total)
+            bare_s = _bare(bench, prepared.bare_id, total)
+        for client_id in (prepared.bare_id, prepared.drain_id, f"{prepared.drain_id}-fast"):
             bench.drop_session(client_id)
+        database = prepared.database
         stored = stored_samples(database)
         ratio = bare_s / drain.seconds
         _say(f"  ratio {ratio:.3f} ({stored:,} stored)")

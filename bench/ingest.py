@@ -30,6 +30,7 @@ from bench.ingest_pipeline_run import (
     connection,
     migrate,
     pipeline_drain,
+    prepare_round,
     rolled_up_samples,
     run_instance,
     stored_samples,
@@ -60,22 +61,13 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
     round is reported, along with every round.
     """
     total = terminals * per_terminal
-    filters = BrokerConnection().subscriptions()
     rounds: list[dict[str, Any]] = []
     for number in range(1, HEADLINE_ROUNDS + 1):
-        bare_id, pipeline_id = f"bench-bare-{number}", f"bench-pipeline-{number}"
-        bench.create_session(bare_id, filters)
-        bench.create_session(pipeline_id, filters)
-        _say(f"round {number}: preloading {total:,} health reports from {terminals:,} terminals")
-        publish_s = bench.publish_backlog(terminals, per_terminal)
-        _say(f"  published in {publish_s:.1f} s ({total / publish_s:,.0f}/s)")
-        database = work / f"headline-{number}.db"
-        url = f"sqlite+aiosqlite:///{database}"
-        asyncio.run(migrate(url))
-        conn = connection(
-            bench.broker.central_host, bench.broker.central_port, bench.credentials, pipeline_id
+        prepared = prepare_round(
+            bench, work, "bench-pipeline", number, terminals=terminals, per_terminal=per_terminal
         )
-
+        bare_id, conn, url = prepared.bare_id, prepared.conn, prepared.url
+        database, publish_s = prepared.database, prepared.publish_s
         if number % 2:
             bare_s = _bare_round(bench, bare_id, total)
             pipe_s, hooked = _pipeline_round(conn, url, total)
@@ -83,7 +75,7 @@ def headline(bench: BenchBroker, work: Path, terminals: int, per_terminal: int) 
             pipe_s, hooked = _pipeline_round(conn, url, total)
             bare_s = _bare_round(bench, bare_id, total)
         bench.drop_session(bare_id)
-        bench.drop_session(pipeline_id)
+        bench.drop_session(prepared.drain_id)
         stored, rolled_up = stored_samples(database), rolled_up_samples(database)
         _say(
             f"  ratio {bare_s / pipe_s:.3f} ({stored:,} stored, {rolled_up:,} in the rollups, "

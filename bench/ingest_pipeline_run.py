@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from bench.ingest_broker_load import BenchBroker
 from posfleet.broker_bridge import BrokerConnection, Ingest, WriterKind, tune_gc
 from posfleet.central.broker_auth import BrokerCredentials
 from posfleet.contract import Message
@@ -51,6 +52,40 @@ def connection(
         share_group=share_group,
         session_expiry_s=3600,
     )
+
+
+@dataclass(frozen=True)
+class PreparedRound:
+    """One round's backlog, queued for a bare subscriber and a drain under test."""
+
+    bare_id: str
+    drain_id: str
+    database: Path
+    url: str
+    conn: BrokerConnection
+    """The drain's connection (its client id is ``drain_id``)."""
+    publish_s: float
+
+
+def prepare_round(
+    bench: BenchBroker, work: Path, label: str, number: int, *, terminals: int, per_terminal: int
+) -> PreparedRound:
+    """Sessions for ``<label>-bare-N`` and ``<label>-N``, the backlog published once for
+    both, and a migrated SQLite file for the drain."""
+    filters = BrokerConnection().subscriptions()
+    bare_id, drain_id = f"{label}-bare-{number}", f"{label}-{number}"
+    bench.create_session(bare_id, filters)
+    bench.create_session(drain_id, filters)
+    total = terminals * per_terminal
+    print(f"round {number}: preloading {total:,} health reports from {terminals:,} terminals")
+    publish_s = bench.publish_backlog(terminals, per_terminal)
+    print(f"  published in {publish_s:.1f} s ({total / publish_s:,.0f}/s)", flush=True)
+    database = work / f"{label}-{number}.db"
+    url = f"sqlite+aiosqlite:///{database}"
+    asyncio.run(migrate(url))
+    host, port = bench.broker.central_host, bench.broker.central_port
+    conn = connection(host, port, bench.credentials, drain_id)
+    return PreparedRound(bare_id, drain_id, database, url, conn, publish_s)
 
 
 async def migrate(database_url: str) -> None:

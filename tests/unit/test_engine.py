@@ -203,11 +203,12 @@ def test_a_firmware_rollback_is_named_by_its_own_rule_not_a_generic_report() -> 
     assert _kinds(engine.tick(_at(24 * 3600 + 60))) == ["cleared:firmware.rolled_back"]
 
 
+def _fault(seq: int, code: str, component: Component) -> FaultEvent:
+    return FaultEvent(seq=seq, ts=T0, code=code, component=component, severity=Severity.ERROR)
+
+
 def _host_event(seq: int) -> FaultEvent:
-    return FaultEvent(
-        seq=seq, ts=T0, code="network.host_unreachable", component=Component.NETWORK,
-        severity=Severity.ERROR,
-    )  # fmt: skip
+    return _fault(seq, "network.host_unreachable", Component.NETWORK)
 
 
 def test_an_event_before_the_first_health_report_is_handed_to_its_rule_once_it_comes() -> None:
@@ -235,10 +236,7 @@ def _printer(seq: int, seconds: float, status: PrinterStatus) -> HealthReport:
 
 
 def _jam(seq: int) -> FaultEvent:
-    return FaultEvent(
-        seq=seq, ts=T0, code="printer.jam", component=Component.PRINTER,
-        severity=Severity.ERROR,
-    )  # fmt: skip
+    return _fault(seq, "printer.jam", Component.PRINTER)
 
 
 def test_a_health_report_sent_before_an_early_event_does_not_clear_its_incident() -> None:
