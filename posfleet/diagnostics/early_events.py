@@ -1,8 +1,8 @@
 """Fault events that overtake the health reports sent before them.
 
 The ingest's fast lane hands over a fault event at once, while the health reports the
-terminal sent just before it may still be queued in the bulk lane. Two rules follow,
-both pure and used by the rule engine:
+terminal sent just before it may still be queued in the bulk lane. Three rules follow,
+all pure and used by the rule engine:
 
 - a health report older than an event (a lower ``seq``) cannot clear what that event
   set going: only a report the terminal sent after the event knows the fault is gone;
