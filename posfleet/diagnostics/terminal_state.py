@@ -6,6 +6,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any
 
 from posfleet.diagnostics.counter_window import CounterWindow
@@ -86,8 +87,8 @@ class TerminalState:
 
     def count_events(self, patterns: Any, since: datetime, after: datetime | None) -> int:
         """Events at or after ``since`` (and after ``after``) whose code matches."""
-        from fnmatch import fnmatchcase
-
+        if not self.events:
+            return 0
         return sum(
             1
             for at, code in self.events
