@@ -120,12 +120,15 @@ class BenchBroker:
             client.disconnect()
             client.loop_stop()
 
-    def publish_backlog(self, terminals: int, per_terminal: int, processes: int = 2) -> float:
-        """Publish ``terminals * per_terminal`` health reports (QoS 1); returns the seconds."""
+    def publish_backlog(
+        self, terminals: int, per_terminal: int, processes: int = 2, *, first_seq: int = 1
+    ) -> float:
+        """Publish ``terminals * per_terminal`` health reports (QoS 1), each terminal's
+        numbered from ``first_seq``; returns the seconds."""
         started = time.perf_counter()
         host, port = self.broker.central_host, self.broker.central_port
         slices = [
-            _Slice(host, port, self.credentials, terminals, per_terminal, p, processes)
+            _Slice(host, port, self.credentials, terminals, per_terminal, p, processes, first_seq)
             for p in range(processes)
         ]
         ctx = multiprocessing.get_context("spawn")
@@ -145,6 +148,7 @@ class _Slice:
     per_terminal: int
     part: int
     parts: int
+    first_seq: int = 1
 
 
 def _publish_slice(job: _Slice) -> None:
@@ -163,7 +167,7 @@ def _publish_slice(job: _Slice) -> None:
     client.loop_start()
     ids = terminal_ids(terminals)
     # Seq-major order, as a live fleet reports: every terminal's seq 1, then seq 2 ...
-    for seq in range(1, per_terminal + 1):
+    for seq in range(job.first_seq, job.first_seq + per_terminal):
         for index in range(part, terminals, parts):
             if not room.acquire(timeout=120):
                 raise RuntimeError("publisher: PUBACKs stopped arriving")
