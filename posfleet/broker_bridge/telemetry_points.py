@@ -11,12 +11,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from posfleet.contract import FaultEvent, HealthReport, Message, PrinterStatus
+from posfleet.contract import FaultEvent, HealthReport, Message
 
 HEALTH_MEASUREMENT = "pos_health"
 FAULT_MEASUREMENT = "pos_fault"
-
-_PRINTER_OK = (PrinterStatus.OK, PrinterStatus.PAPER_LOW)
 
 
 def _fields(report: HealthReport) -> dict[str, float | int]:
@@ -37,7 +35,7 @@ def _fields(report: HealthReport) -> dict[str, float | int]:
         optional["battery_percent"] = m.battery.percent
         optional["battery_charging"] = int(m.battery.charging)
     if m.printer is not None:
-        optional["printer_fault"] = int(m.printer.status not in _PRINTER_OK)
+        optional["printer_fault"] = int(not m.printer.status.working)
         optional["printer_lines"] = m.printer.lines_printed
     if m.card_reader is not None:
         for name in ("chip", "magstripe", "contactless"):

@@ -30,6 +30,19 @@ class PrinterStatus(StrEnum):
     OVERHEAT = "overheat"
     FAULT = "fault"
 
+    @property
+    def working(self) -> bool:
+        """Whether the printer can print: ``ok`` or ``paper_low`` (it still prints).
+
+        The one definition the printer-fault counts of telemetry, the hourly rollups and
+        the built-in rule's ``clear_when`` share (a test checks the rule agrees)."""
+        return self in _PRINTER_WORKING
+
+
+_PRINTER_WORKING = frozenset({PrinterStatus.OK, PrinterStatus.PAPER_LOW})
+PRINTER_WORKING: frozenset[PrinterStatus] = _PRINTER_WORKING
+"""The states in which the printer can print (see :attr:`PrinterStatus.working`)."""
+
 
 class NetworkType(StrEnum):
     """The link a terminal uses to reach its acquirer."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from posfleet.contract import PrinterStatus
+from posfleet.contract.health import PRINTER_WORKING
 from posfleet.store.driver_sql import DriverSql
 from posfleet.store.engine import write_transaction
 from posfleet.store.health_rollups import ROLLUP_COLUMNS, ROLLUP_ON_CONFLICT
@@ -44,7 +44,7 @@ SAMPLE_NUMBERS = f"nextval('{SAMPLE_IDS.name}')"
 LATEST_SAMPLE_SQL = "SELECT coalesce(max(stored_id), 0) FROM health_samples"
 """The number of the last sample stored (0 if none)."""
 
-_PRINTER_WORKING = ", ".join(f"'{s.value}'" for s in (PrinterStatus.OK, PrinterStatus.PAPER_LOW))
+_PRINTER_WORKING = ", ".join(sorted(f"'{s.value}'" for s in PRINTER_WORKING))
 
 
 class _JsonPaths:

@@ -299,3 +299,13 @@ def test_an_event_whose_rule_never_gets_its_inputs_stays_a_reported_fault() -> N
     feed = Feed(engine)
     feed.report(16 * 60, network=Network(type=NetworkType.ETHERNET, host_reachable=False))
     assert "reported.network.host_unreachable" in engine.firing("T-1")
+
+
+def test_the_printer_rule_clears_exactly_when_the_contract_says_the_printer_works() -> None:
+    # One definition of "the printer is working" (PrinterStatus.working) is shared by
+    # telemetry's printer_fault and the hourly rollups; the built-in rule must agree.
+    [rule] = [r for r in load_builtin_rules() if r.id == "printer.not_ready"]
+    assert rule.clear_when is not None
+    for status in PrinterStatus:
+        clears = rule.clear_when.evaluate({"printer": {"status": status.value}})
+        assert clears is status.working, status
