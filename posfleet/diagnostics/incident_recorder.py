@@ -138,8 +138,9 @@ class IncidentRecorder:
             spec = _spec(finding, identity)
             from_key = terminal_open_key(finding.terminal_id, replaced.id)
             incident_id = await retarget_open_incident(conn, from_key, spec, now=finding.at)
+            group = None
             if incident_id is not None and finding.rule.correlate:
-                await self._correlate(conn, finding.rule, incident_id, finding)
+                group = await self._correlate(conn, finding.rule, incident_id, finding)
         if incident_id is None:
             await self._opened(finding)
             await self._cleared(
@@ -147,6 +148,9 @@ class IncidentRecorder:
             )
             return
         self.stats.taken_over += 1
+        if group is not None and group[1]:
+            # The rule's knowledge makes it a fleet-wide fault: escalate as _opened does.
+            self._notify(NotificationEvent.ESCALATED, group[0])
 
     async def _correlate(
         self, conn: AsyncConnection, rule: Rule, incident_id: int, finding: Finding

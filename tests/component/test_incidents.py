@@ -229,6 +229,44 @@ async def test_thirty_terminals_of_one_site_losing_the_host_are_one_fleet_incide
     assert parent.id in resolved
 
 
+async def test_a_site_whose_faults_came_ahead_of_its_health_is_escalated_as_one_incident(
+    db: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    # After a centre restart the fast lane brings each till's "host unreachable" before
+    # its first health report: reported faults at once, which the rule takes over when
+    # the reports come, and then correlates into one fleet incident that is escalated.
+    prefix = _tid(request, "EARLYSITE")
+    ids = [f"{prefix}-{n}" for n in range(5)]
+    for terminal_id in ids:
+        await _register(db, terminal_id, site=f"{prefix}-shop", merchant=f"{prefix}-m")
+    collected = _Collected()
+    diagnostics = Diagnostics(
+        db, DiagnosticsSettings(tick_interval_s=3600), notifier=collected, clock=lambda: T0
+    )
+    async with diagnostics:
+        for terminal_id in ids:
+            event = FaultEvent(
+                seq=2,
+                ts=T0,
+                code="network.host_unreachable",
+                component=Component.NETWORK,
+                severity=Severity.ERROR,
+            )
+            await diagnostics.on_stored([Message(Topic(terminal_id, Channel.EVENT), event)])
+        for terminal_id in ids:
+            await _report_host(diagnostics, terminal_id, 3, reachable=False)
+
+        async with db.connect() as conn:
+            fleet = await list_incidents(conn, kind=IncidentKind.FLEET, states=[IncidentState.OPEN])
+            [parent] = [f for f in fleet if f.site_id == f"{prefix}-shop"]
+            children = await list_incidents(conn, parent_id=parent.id)
+    assert {c.terminal_id for c in children} == set(ids)
+    assert {c.rule_id for c in children} == {"network.host_unreachable"}
+    assert diagnostics.recorder.stats.taken_over == len(ids)
+    escalations = [i for e, i in collected.sent if e is NotificationEvent.ESCALATED]
+    assert [i.id for i in escalations] == [parent.id]
+
+
 async def test_the_same_fault_at_many_sites_is_the_acquirer(
     db: AsyncEngine, request: pytest.FixtureRequest
 ) -> None:
