@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from posfleet.broker_bridge.partition import Partition
+from posfleet.broker_bridge.partition import Partition, check_one_split
 from posfleet.contract import UPLINK_CHANNELS, Channel, uplink_filters
 from posfleet.tls_contexts import TlsFiles
 
@@ -49,11 +49,7 @@ class BrokerConnection(BaseModel):
 
     @model_validator(mode="after")
     def _one_way_to_split(self) -> BrokerConnection:
-        if self.partition is not None and self.share_group is not None:
-            raise ValueError(
-                "share_group and partition both split the fleet: set one of them "
-                "(partition on Mosquitto, whose shared subscriptions go round robin)"
-            )
+        check_one_split(self.share_group, self.partition)
         return self
 
     @property

@@ -57,3 +57,16 @@ class Partition:
 
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
+
+
+def check_one_split(share_group: str | None, partition: str | None) -> None:
+    """Refuse a bad ``K/N``, and a ``share_group`` and a ``partition`` set together (each
+    splits the fleet its own way), with a ``ValueError`` that says what to set."""
+    if partition is None:
+        return
+    Partition.parse(partition)
+    if share_group is not None:
+        raise ValueError(
+            "share_group and partition both split the fleet: set one of them "
+            "(partition on Mosquitto, whose shared subscriptions go round robin)"
+        )

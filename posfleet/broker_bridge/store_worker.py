@@ -129,7 +129,7 @@ async def _serve_batches(
     async def prepare() -> None:
         try:
             while (frame := await arrived.next()) is not None:
-                _, request_id, pairs, *_urgent = frame
+                _, request_id, pairs, _urgent = frame
                 batch = [RawMessage(topic, payload) for topic, payload in pairs]
                 prepared = await prepare_yielding(batch, config.handlers)
                 await requests.put((request_id, *prepared))
@@ -162,9 +162,8 @@ class _Arrivals:
         self._closed = False
 
     def add(self, frame: tuple[Any, ...]) -> None:
-        """One ``("store", id, pairs[, urgent])`` frame."""
-        urgent = len(frame) > 3 and bool(frame[3])
-        (self._urgent if urgent else self._bulk).append(frame)
+        """One ``("store", id, pairs, urgent)`` frame."""
+        (self._urgent if frame[3] else self._bulk).append(frame)
         self._changed.set()
 
     def close(self) -> None:

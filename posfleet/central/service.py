@@ -183,7 +183,7 @@ def _each(*hooks: StoredHook) -> StoredHook:
 
 def _owns(settings: CentralSettings) -> Callable[[str], bool]:
     """Which terminals this instance judges: its partition's, or all of them."""
-    share = broker_connection(settings).share
+    share = settings.share
     return (lambda _terminal_id: True) if share is None else share.owns
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import Field, IPvAnyNetwork, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from posfleet.broker_bridge.partition import Partition
+from posfleet.broker_bridge.partition import Partition, check_one_split
 from posfleet.central.errors import CentralError
 from posfleet.diagnostics.runtime import DiagnosticsSettings
 from posfleet.firmware.settings import FirmwareSettings
@@ -140,14 +140,14 @@ class CentralSettings(BrokerClientSettings):
 
     @model_validator(mode="after")
     def _one_way_to_split_the_fleet(self) -> CentralSettings:
-        if self.partition is not None:
-            Partition.parse(self.partition)  # a clear ValueError for a bad K/N
-            if self.share_group is not None:
-                raise ValueError(
-                    "share_group and partition both split the fleet: set one of them "
-                    "(partition on Mosquitto, whose shared subscriptions go round robin)"
-                )
+        # Here too, not only in BrokerConnection: a bad setting is a SettingsError at load.
+        check_one_split(self.share_group, self.partition)
         return self
+
+    @property
+    def share(self) -> Partition | None:
+        """The partition of the fleet this instance serves, if any."""
+        return None if self.partition is None else Partition.parse(self.partition)
 
     @model_validator(mode="after")
     def _rollups_outlive_raw_samples(self) -> CentralSettings:

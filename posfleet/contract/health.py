@@ -36,11 +36,10 @@ class PrinterStatus(StrEnum):
 
         The one definition the printer-fault counts of telemetry, the hourly rollups and
         the built-in rule's ``clear_when`` share (a test checks the rule agrees)."""
-        return self in _PRINTER_WORKING
+        return self in PRINTER_WORKING
 
 
-_PRINTER_WORKING = frozenset({PrinterStatus.OK, PrinterStatus.PAPER_LOW})
-PRINTER_WORKING: frozenset[PrinterStatus] = _PRINTER_WORKING
+PRINTER_WORKING: frozenset[PrinterStatus] = frozenset({PrinterStatus.OK, PrinterStatus.PAPER_LOW})
 """The states in which the printer can print (see :attr:`PrinterStatus.working`)."""
 
 

@@ -159,7 +159,7 @@ class Diagnostics:
             findings += self.rule_engine.observe(message, now)
             if index % YIELD_EVERY == 0 and index < len(messages):
                 # A batch of a thousand health reports is 100-150 ms of rules: let the
-                # fast lane's fault events (and the dashboard) in between.
+                # dashboard's requests and the other lane's batches in between.
                 self.stats.engine_seconds += time.thread_time() - started
                 await asyncio.sleep(0)
                 started = time.thread_time()

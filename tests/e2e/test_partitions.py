@@ -34,7 +34,6 @@ from posfleet.contract import (
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
 from posfleet.store.incidents import IncidentState, list_incidents
 from posfleet.store.schema import health_samples
-from tests.e2e.test_shared_subscription import publish_all
 from tests.harness import PrivateBroker, async_wait_for
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
@@ -99,7 +98,7 @@ async def test_two_partitions_store_every_message_once_and_each_fault_resolves(
     ):
         await ingest_1.wait_connected(10)
         await ingest_2.wait_connected(10)
-        await asyncio.to_thread(publish_all, broker, messages)
+        await asyncio.to_thread(broker.publish_as_centre, messages)
 
         async def stored() -> int:
             async with engine.connect() as conn:

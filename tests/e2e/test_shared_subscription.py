@@ -34,14 +34,6 @@ T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 REPORTS_PER_TERMINAL = 150
 
 
-def publish_all(broker: PrivateBroker, messages: Sequence[tuple[str, bytes, bool]]) -> None:
-    """Publish QoS 1 as the centre's user (may write any terminal's topics); wait for acks."""
-    with broker.probe(broker.central) as publisher:
-        for name, payload, retain in messages:
-            reason = publisher.publish(name, payload, retain=retain)
-            assert not reason.is_failure, reason
-
-
 async def test_two_instances_process_every_message_exactly_once(
     broker: PrivateBroker, sqlite_engine: AsyncEngine
 ) -> None:
@@ -80,7 +72,7 @@ async def test_two_instances_process_every_message_exactly_once(
     ):
         await a.wait_connected(10)
         await b.wait_connected(10)
-        await asyncio.to_thread(publish_all, broker, messages)
+        await asyncio.to_thread(broker.publish_as_centre, messages)
         total = REPORTS_PER_TERMINAL * len(terminals)
         await async_wait_for(
             lambda: len(seen["a"]) + len(seen["b"]) >= total,

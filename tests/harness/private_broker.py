@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from posfleet.central.broker_auth import BrokerAuthStore, BrokerCredentials
@@ -116,3 +117,11 @@ class PrivateBroker:
             session_expiry=session_expiry,
         )
         return probe.connect()
+
+    def publish_as_centre(self, messages: Sequence[tuple[str, bytes, bool]]) -> None:
+        """Publish ``(topic, payload, retain)`` at QoS 1 as the centre's user (which may
+        write any terminal's topics), each acknowledged before the next."""
+        with self.probe(self.central) as publisher:
+            for name, payload, retain in messages:
+                reason = publisher.publish(name, payload, retain=retain)
+                assert not reason.is_failure, reason
