@@ -1,12 +1,14 @@
-"""Where the ingest's batches are validated and stored: in this process, or in a child.
+"""Where the ingest's validated batches are stored: in a child process, or in this one.
 
-:class:`InlineWriter` does it on the ingest's own event loop. :class:`ProcessWriter`
-hands each batch's raw bytes to a store writer process
-(:mod:`~posfleet.broker_bridge.store_worker`) and waits for its commit, so validation
-and SQL run on another core while this process keeps up with the broker: with one
-interpreter lock per process, that is what lets ingest use a second core. The stored
-messages it returns are validated again here only when a hook or sink reads them
-(:class:`~posfleet.broker_bridge.ingest_batch.StoredMessages`).
+The ingest validates each batch once itself
+(:func:`~posfleet.broker_bridge.ingest_batch.prepare_batch`) and hands a writer the
+batch's :class:`~posfleet.broker_bridge.ingest_batch.StoreRequest`. :class:`ProcessWriter`
+(what ``posfleet serve`` runs) sends it to a store writer process
+(:mod:`~posfleet.broker_bridge.store_worker`) and waits for its commit, so the SQL runs
+on another core while this process keeps up with the broker and runs diagnostics: with
+one interpreter lock per process, that is what lets the centre use a second core.
+:class:`InlineWriter` runs the same :func:`~posfleet.broker_bridge.ingest_batch.store_prepared`
+on the ingest's own event loop, for an in-memory database or a small installation.
 
 Both store one batch per call and raise :class:`TransientStoreError` (or a database
 error that :func:`~posfleet.broker_bridge.ingest_batch.is_transient` recognises) when
@@ -20,7 +22,7 @@ import contextlib
 import itertools
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -28,16 +30,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from posfleet.broker_bridge.errors import BridgeError, TransientStoreError
 from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
-    BatchOutcome,
     ChannelHandler,
-    RawMessage,
-    StoredMessages,
-    decode_batch,
-    store_decoded,
+    StoreRequest,
+    StoreSummary,
+    store_prepared,
 )
 from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S, RollupFolding
 from posfleet.broker_bridge.worker_frames import (
-    Committed,
     FrameError,
     WriterConfig,
     encode_frame,
@@ -60,7 +59,7 @@ class WriterError(BridgeError):
 
 
 class BatchWriter(Protocol):
-    """Stores one batch of raw messages in one transaction."""
+    """Stores one validated batch in one transaction."""
 
     restarts: int
     """How many times the writer had to be started again after it died."""
@@ -69,8 +68,8 @@ class BatchWriter(Protocol):
         """Get ready to store (raise :class:`WriterError` if that cannot be done)."""
         ...
 
-    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
-        """Validate and commit ``batch``; raise a transient error to have it sent again.
+    async def store(self, request: StoreRequest, *, urgent: bool = False) -> StoreSummary:
+        """Commit ``request``; raise a transient error to have it sent again.
 
         An ``urgent`` batch (the fast lane's) may be stored before bulk batches handed
         over earlier; each kind keeps its order."""
@@ -82,7 +81,7 @@ class BatchWriter(Protocol):
 
 
 class InlineWriter:
-    """Validates and stores on the caller's event loop, one batch at a time, in order."""
+    """Stores on the caller's event loop, one batch at a time, in order."""
 
     def __init__(
         self,
@@ -101,17 +100,16 @@ class InlineWriter:
     async def start(self) -> None:
         """Nothing to start."""
 
-    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
-        """Validate (before waiting for our turn, so it overlaps the previous commit), store.
+    async def store(self, request: StoreRequest, *, urgent: bool = False) -> StoreSummary:
+        """Store ``request`` in its own transaction once the batches before it are done.
 
         In order, ``urgent`` or not: the event loop's lock has no priorities, and this
-        writer is for tests and small installations."""
-        decoded = decode_batch(batch)
+        writer is for in-memory databases and small installations."""
         async with self._turn:
             async with write_transaction(self._engine) as conn:
-                outcome = await store_decoded(conn, decoded, now=utcnow(), handlers=self._handlers)
+                summary = await store_prepared(conn, request, now=utcnow(), handlers=self._handlers)
             await self._folding.after_batch()
-        return outcome
+        return summary
 
     async def close(self) -> None:
         """Fold what is stored into the rollups (the engine belongs to the caller)."""
@@ -141,7 +139,7 @@ class ProcessWriter:
         )
         self._proc: asyncio.subprocess.Process | None = None
         self._reader_task: asyncio.Task[None] | None = None
-        self._pending: dict[int, asyncio.Future[Committed]] = {}
+        self._pending: dict[int, asyncio.Future[StoreSummary]] = {}
         self._ids = itertools.count(1)
         self._send_lock = asyncio.Lock()
         self._start_lock = asyncio.Lock()
@@ -198,18 +196,17 @@ class ProcessWriter:
         )
         log.info("store writer process %d ready", proc.pid)
 
-    async def store(self, batch: Sequence[RawMessage], *, urgent: bool = False) -> BatchOutcome:
-        """Send ``batch`` to the writer and wait for its commit (an ``urgent`` one goes
+    async def store(self, request: StoreRequest, *, urgent: bool = False) -> StoreSummary:
+        """Send ``request`` to the writer and wait for its commit (an ``urgent`` one goes
         ahead of the bulk batches still waiting there)."""
         if self.pid is None:
             await self.start()
         proc = self._proc
         assert proc is not None and proc.stdin is not None
         request_id = next(self._ids)
-        answer: asyncio.Future[Committed] = asyncio.get_running_loop().create_future()
+        answer: asyncio.Future[StoreSummary] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
-        pairs = [(raw.topic, raw.payload) for raw in batch]
-        frame = encode_frame(("store", request_id, pairs, urgent))
+        frame = encode_frame(("store", request_id, request, urgent))
         try:
             async with self._send_lock:
                 proc.stdin.write(frame)
@@ -217,14 +214,7 @@ class ProcessWriter:
         except (ConnectionError, RuntimeError) as exc:
             self._pending.pop(request_id, None)
             raise TransientStoreError(f"the store writer process is gone: {exc}") from exc
-        committed = await answer
-        return BatchOutcome(
-            stored=StoredMessages([batch[i] for i in committed.stored_positions]),
-            duplicates=committed.duplicates,
-            dead_lettered=committed.dead_lettered,
-            ignored=committed.ignored,
-            stored_positions=committed.stored_positions,
-        )
+        return await answer
 
     async def _read_answers(self, proc: asyncio.subprocess.Process) -> None:
         assert proc.stdout is not None

@@ -4,12 +4,14 @@ Two broker sessions, each an :class:`~posfleet.broker_bridge.ingest_lane.IngestL
 its own paho thread and bounded hand-off: the **fast lane** takes fault events, state and
 command results, the **bulk lane** health, inventory and firmware status, so a fault never
 waits in the broker's queue behind a health backlog. For each lane a consumer takes what
-is queued as one batch and hands it to the one
-:mod:`batch writer <posfleet.broker_bridge.batch_writers>`, which validates and stores
-it in one transaction (in this process, or in a store writer process on another core);
-only then are the QoS 1 PUBACKs sent: a crash before the commit means the broker
-redelivers, and the store is idempotent, so nothing is lost and nothing doubles. The
-next batch is already on its way to the writer while one is being acknowledged.
+is queued as one batch, validates it once
+(:func:`~posfleet.broker_bridge.ingest_batch.prepare_batch`) and hands what the store
+needs to the one :mod:`batch writer <posfleet.broker_bridge.batch_writers>`, which
+stores it in one transaction (in a store writer process on another core, or on this
+loop); only then are the QoS 1 PUBACKs sent and the decoded messages handed to the
+hook. A crash before the commit means the broker redelivers, and the store is
+idempotent, so nothing is lost and nothing doubles. The next batch is already being
+validated and on its way to the writer while one is acknowledged.
 """
 
 from __future__ import annotations
@@ -31,8 +33,12 @@ from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
     BatchOutcome,
     ChannelHandler,
+    PreparedBatch,
     RawMessage,
+    StoreRequest,
+    StoreSummary,
     is_transient,
+    prepare_batch,
 )
 from posfleet.broker_bridge.ingest_lane import (
     BULK_CHANNELS,
@@ -61,7 +67,7 @@ __all__ = ["MAX_PACKET_BYTES", "Ingest", "StoredHook", "WriterKind"]
 _RETRY_MAX_S = 30.0
 
 WriterKind = Literal["inline", "process"]
-"""Where batches are validated and stored: on this event loop, or in a writer process."""
+"""Where batches are stored: in a writer process, or on this event loop."""
 
 
 class Ingest:
@@ -71,9 +77,10 @@ class Ingest:
     Leaving the block stores and acknowledges what is already queued, then disconnects;
     anything not yet acknowledged is redelivered to the persistent session next time.
 
-    ``writer="process"`` validates and stores in a child process (what ``posfleet
-    serve`` does), which needs a database another process can open; ``"inline"`` keeps
-    everything on this event loop. Either writer folds the stored samples into the
+    ``writer="process"`` (the default, what ``posfleet serve`` runs) stores in a child
+    process, which needs a database another process can open; ``"inline"`` stores on
+    this event loop (an in-memory database). Either way each message is validated once,
+    here, and the hook gets those decoded messages. Either writer folds the stored samples into the
     hourly rollups every ``fold_interval_s`` seconds and when the ingest stops.
 
     ``fast_lane`` (on by default) takes :data:`FAST_LANE_CHANNELS` in a second broker
@@ -91,7 +98,7 @@ class Ingest:
         sinks: Sequence[TelemetrySink] = (),
         queue_size: int = 2000,
         batch_size: int = 500,
-        writer: WriterKind = "inline",
+        writer: WriterKind = "process",
         fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S,
         fast_lane: bool = True,
     ) -> None:
@@ -196,29 +203,32 @@ class Ingest:
 
     async def _consume(self, lane: IngestLane) -> None:
         # Two batches in flight: while one is acknowledged and handed to the hook, the
-        # writer already validates and stores the next. Batches finish in order.
+        # next is already validated here and stored by the writer. Batches finish in order.
         in_flight: asyncio.Queue[
-            tuple[list[RawMessage], float, asyncio.Task[BatchOutcome | None]] | None
+            tuple[list[RawMessage], PreparedBatch, float, asyncio.Task[StoreSummary | None]] | None
         ] = asyncio.Queue(maxsize=1)
+        urgent = lane.name == "fast"
 
         async def feed() -> None:
             try:
                 while batch := await lane.handoff.take(self._batch_size):
                     self.stats.queue_depth = sum(len(each.handoff) for each in self.lanes)
                     started = time.perf_counter()
-                    urgent = lane.name == "fast"
-                    task = stages.create_task(self._store_with_retry(batch, urgent=urgent))
-                    await in_flight.put((batch, started, task))
+                    prepared = await prepare_batch(batch, self._handlers)
+                    task = stages.create_task(
+                        self._store_with_retry(prepared.request, urgent=urgent)
+                    )
+                    await in_flight.put((batch, prepared, started, task))
             finally:
                 await in_flight.put(None)
 
         async with asyncio.TaskGroup() as stages:
             stages.create_task(feed(), name=f"ingest-feed[{lane.client_id}]")
             while item := await in_flight.get():
-                batch, started, task = item
-                outcome = await task
-                if outcome is not None:
-                    await self._finish(lane, batch, outcome)
+                batch, prepared, started, task = item
+                summary = await task
+                if summary is not None:
+                    await self._finish(lane, batch, prepared.outcome(summary))
                     self.stats.batch_latency.observe(time.perf_counter() - started)
 
     async def process_batch(self, batch: Sequence[RawMessage]) -> BatchOutcome | None:
@@ -229,9 +239,12 @@ class Ingest:
         until they clear; returns None only if the ingest is shutting down first, leaving
         the batch unacknowledged for the broker to redeliver.
         """
-        outcome = await self._store_with_retry(batch)
-        if outcome is not None:
-            await self._finish(self.lanes[0], batch, outcome)
+        prepared = await prepare_batch(batch, self._handlers)
+        summary = await self._store_with_retry(prepared.request)
+        if summary is None:
+            return None
+        outcome = prepared.outcome(summary)
+        await self._finish(self.lanes[0], batch, outcome)
         return outcome
 
     async def _finish(
@@ -255,17 +268,17 @@ class Ingest:
                 log.exception("on_stored hook failed for a batch of %d", len(outcome.stored))
 
     async def _store_with_retry(
-        self, batch: Sequence[RawMessage], *, urgent: bool = False
-    ) -> BatchOutcome | None:
+        self, request: StoreRequest, *, urgent: bool = False
+    ) -> StoreSummary | None:
         delay = 0.5
         while True:
             try:
-                return await self._writer.store(batch, urgent=urgent)
+                return await self._writer.store(request, urgent=urgent)
             except Exception as exc:
                 if not is_transient(exc):
                     raise
                 self.stats.store_retries += 1
-                log.warning("storing a batch of %d failed, retrying: %s", len(batch), exc)
+                log.warning("storing a batch of %d failed, retrying: %s", len(request.items), exc)
             finally:
                 self.stats.writer_restarts = self._writer.restarts
             if self._stopping.is_set():

@@ -1,12 +1,18 @@
-"""Storing one batch of raw MQTT messages: decode, dispatch by channel, dead-letter.
+"""Storing one batch of raw MQTT messages: validate, dispatch by channel, dead-letter.
 
-No broker here: the bridge feeds batches in, and tests can too. The fast path stores a
-whole batch with a handful of statements (health and events in bulk through
-:func:`~posfleet.store.record_reports`). If that fails for anything but a transient
-database error, it is rolled back to its savepoint and the batch is stored again one
-message per savepoint, so the message at fault becomes a dead letter and the good ones
-around it are stored. Bad JSON, wrong types, unknown topics and oversize payloads never
-reach the database: they are dead letters from the start.
+Two steps, the only path every batch takes: :func:`prepare_batch` validates each
+message once, on the ingest's event loop, and builds a :class:`StoreRequest` of plain
+samples and models; :func:`store_prepared` stores that request in a transaction, in
+the store writer process (or on the loop, for the inline writer). The messages the
+first step decoded are what the ingest's hook and sinks receive: nothing is decoded
+twice. No broker here: tests can feed batches in (:func:`store_batch` runs both steps).
+
+The fast path stores a whole batch with a handful of statements (health and events in
+bulk through :func:`~posfleet.store.record_reports`). If that fails for anything but a
+transient database error, it is rolled back to its savepoint and the batch is stored
+again one message per savepoint, so the message at fault becomes a dead letter and the
+good ones around it are stored. Bad JSON, wrong types, unknown topics and oversize
+payloads never reach the database: they are dead letters from the start.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, NamedTuple, Protocol, overload
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -129,82 +135,16 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-@dataclass(slots=True)
-class DecodedBatch:
-    """A batch after validation: what decoded, and what was rejected with its reason."""
-
-    raws: list[RawMessage] = field(default_factory=list)
-    messages: list[Message] = field(default_factory=list)
-    positions: list[int] = field(default_factory=list)
-    """Where each of ``messages`` was in the batch."""
-    rejected: list[tuple[RawMessage, str]] = field(default_factory=list)
-
-
-def decode_batch(batch: Sequence[RawMessage]) -> DecodedBatch:
-    """Validate every message of ``batch`` (pure CPU; no database)."""
-    decoded = DecodedBatch()
-    _decode_into(decoded, batch, 0)
-    return decoded
-
-
-DECODE_SLICE = 64
-"""Messages prepared between two yields to the event loop in :func:`prepare_yielding`."""
-
-
-def _decode_into(decoded: DecodedBatch, messages: Sequence[RawMessage], offset: int) -> None:
-    for position, raw in enumerate(messages, offset):
-        try:
-            message = decode(raw.topic, raw.payload)
-        except PayloadError as exc:
-            decoded.rejected.append((raw, exc.reason))
-            continue
-        decoded.raws.append(raw)
-        decoded.messages.append(message)
-        decoded.positions.append(position)
-
-
-class StoredMessages(Sequence[Message]):
-    """The stored messages of a batch that was validated in the store writer process.
-
-    Each is validated again here the first time it is read (the writer keeps its models
-    to itself: pickling them back would cost more than validating them again), so a
-    consumer that only counts them costs nothing and one that reads them pays per read.
-    """
-
-    __slots__ = ("_cache", "_raws")
-
-    def __init__(self, raws: Sequence[RawMessage]) -> None:
-        self._raws = raws
-        self._cache: list[Message | None] = [None] * len(raws)
-
-    def __len__(self) -> int:
-        return len(self._raws)
-
-    @overload
-    def __getitem__(self, index: int) -> Message: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> Sequence[Message]: ...
-
-    def __getitem__(self, index: int | slice) -> Message | Sequence[Message]:
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        message = self._cache[index]
-        if message is None:
-            raw = self._raws[index]
-            # It was stored, so it validated in the writer: only a bug can fail here.
-            message = decode(raw.topic, raw.payload)
-            self._cache[index] = message
-        return message
-
-
 StoreItem = Sample | Message
 """One validated message as the store takes it: health as a :class:`Sample`, the rest whole."""
 
 
 @dataclass(slots=True)
 class StoreRequest:
-    """What storing a validated batch needs: health reports as samples, the rest whole."""
+    """What storing a validated batch needs: health reports as samples, the rest whole.
+
+    Plain values and models only, so that it crosses to the store writer process as it is.
+    """
 
     items: list[StoreItem] = field(default_factory=list)
     wire: list[tuple[str, bytes]] = field(default_factory=list)
@@ -222,68 +162,70 @@ class StoreSummary:
     dead_lettered: int
 
 
-def store_request(
-    decoded: DecodedBatch, handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
-) -> StoreRequest:
-    """The store's share of ``decoded``: health reports become samples, unless handled."""
-    request = StoreRequest(rejected=[(r.topic, r.payload, why) for r, why in decoded.rejected])
-    _add_items(request, decoded.raws, decoded.messages, handlers)
-    return request
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch after validation: its messages, decoded once, and what the store needs."""
+
+    messages: list[Message] = field(default_factory=list)
+    """The messages that validated, in batch order."""
+    positions: list[int] = field(default_factory=list)
+    """Where each of ``messages`` was in the batch."""
+    request: StoreRequest = field(default_factory=StoreRequest)
+
+    def outcome(self, summary: StoreSummary) -> BatchOutcome:
+        """What became of this batch once stored as ``summary`` says."""
+        outcome = BatchOutcome(dead_lettered=summary.dead_lettered)
+        stored: list[Message] = []
+        for message, position, fate in zip(
+            self.messages, self.positions, summary.fates, strict=True
+        ):
+            if fate is Fate.STORED:
+                stored.append(message)
+                outcome.stored_positions.append(position)
+            elif fate is Fate.DUPLICATE:
+                outcome.duplicates += 1
+            elif fate is Fate.IGNORED:
+                outcome.ignored += 1
+        outcome.stored = stored
+        return outcome
 
 
-def _add_items(
-    request: StoreRequest,
-    raws: Sequence[RawMessage],
-    messages: Sequence[Message],
-    handlers: Mapping[Channel, ChannelHandler],
-) -> None:
-    sample_health = Channel.HEALTH not in handlers
-    for raw, message in zip(raws, messages, strict=True):
-        payload = message.payload
-        if sample_health and isinstance(payload, HealthReport):
-            request.items.append(Sample.of(message.topic.terminal_id, payload))
-        else:
-            request.items.append(message)
-        request.wire.append((raw.topic, raw.payload))
+DECODE_SLICE = 64
+"""Messages validated between two yields to the event loop in :func:`prepare_batch`."""
 
 
-async def prepare_yielding(
+async def prepare_batch(
     batch: Sequence[RawMessage], handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
-) -> tuple[DecodedBatch, StoreRequest]:
-    """:func:`decode_batch` and :func:`store_request`, yielding every :data:`DECODE_SLICE`.
+) -> PreparedBatch:
+    """Validate every message of ``batch`` once and build its :class:`StoreRequest`.
 
-    All of a batch's pure-CPU work, done before its transaction begins and in slices
-    between turns of the event loop: so that a transaction waiting on the database
-    driver's thread gets its next statement issued as soon as the previous one
-    finishes, and preparing one batch overlaps with the SQL of the other.
+    Pure CPU, no database, done in slices of :data:`DECODE_SLICE` between turns of the
+    event loop, so that the broker's acknowledgements and a fast-lane batch are not held
+    up behind a large bulk batch. Health reports become samples unless a handler takes
+    them; bad JSON, wrong types, unknown topics and oversize payloads are rejected here
+    with their reason and become dead letters when the batch is stored.
     """
-    decoded = DecodedBatch()
-    request = StoreRequest()
+    prepared = PreparedBatch()
+    request = prepared.request
+    sample_health = Channel.HEALTH not in handlers
     for start in range(0, len(batch), DECODE_SLICE):
-        done = len(decoded.messages)
-        _decode_into(decoded, batch[start : start + DECODE_SLICE], start)
-        _add_items(request, decoded.raws[done:], decoded.messages[done:], handlers)
-        await asyncio.sleep(0)
-    request.rejected = [(r.topic, r.payload, why) for r, why in decoded.rejected]
-    return decoded, request
-
-
-def outcome_of(decoded: DecodedBatch, summary: StoreSummary) -> BatchOutcome:
-    """The outcome of ``decoded`` once stored as ``summary`` says."""
-    outcome = BatchOutcome(dead_lettered=summary.dead_lettered)
-    stored: list[Message] = []
-    for message, position, fate in zip(
-        decoded.messages, decoded.positions, summary.fates, strict=True
-    ):
-        if fate is Fate.STORED:
-            stored.append(message)
-            outcome.stored_positions.append(position)
-        elif fate is Fate.DUPLICATE:
-            outcome.duplicates += 1
-        elif fate is Fate.IGNORED:
-            outcome.ignored += 1
-    outcome.stored = stored
-    return outcome
+        for position, raw in enumerate(batch[start : start + DECODE_SLICE], start):
+            try:
+                message = decode(raw.topic, raw.payload)
+            except PayloadError as exc:
+                request.rejected.append((raw.topic, raw.payload, exc.reason))
+                continue
+            prepared.messages.append(message)
+            prepared.positions.append(position)
+            payload = message.payload
+            if sample_health and isinstance(payload, HealthReport):
+                request.items.append(Sample.of(message.topic.terminal_id, payload))
+            else:
+                request.items.append(message)
+            request.wire.append((raw.topic, raw.payload))
+        if start + DECODE_SLICE < len(batch):
+            await asyncio.sleep(0)
+    return prepared
 
 
 async def store_batch(
@@ -295,25 +237,17 @@ async def store_batch(
 ) -> BatchOutcome:
     """Validate and store ``batch`` on ``conn`` inside the caller's transaction.
 
-    Raises only on transient database errors (see :func:`is_transient`), in which case
-    the caller rolls back and retries the whole batch.
+    :func:`prepare_batch` then :func:`store_prepared`, the two steps the ingest runs on
+    either side of the store writer's pipe, for callers without a broker. Raises only
+    on transient database errors (see :func:`is_transient`), in which case the caller
+    rolls back and retries the whole batch.
     """
-    return await store_decoded(conn, decode_batch(batch), now=now, handlers=handlers)
+    prepared = await prepare_batch(batch, handlers)
+    summary = await store_prepared(conn, prepared.request, now=now, handlers=handlers)
+    return prepared.outcome(summary)
 
 
-async def store_decoded(
-    conn: AsyncConnection,
-    decoded: DecodedBatch,
-    *,
-    now: datetime,
-    handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
-) -> BatchOutcome:
-    """Store a validated batch (see :func:`store_batch`)."""
-    request = store_request(decoded, handlers)
-    return outcome_of(decoded, await store_items(conn, request, now=now, handlers=handlers))
-
-
-async def store_items(
+async def store_prepared(
     conn: AsyncConnection,
     request: StoreRequest,
     *,

@@ -1,18 +1,16 @@
-"""The store writer process: validates and stores the ingest's batches.
+"""The store writer process: stores the ingest's validated batches.
 
 Started by :class:`~posfleet.broker_bridge.batch_writers.ProcessWriter` as
-``python -m posfleet.broker_bridge.store_worker``, it reads batches of raw messages on
-stdin and answers on stdout (see :mod:`~posfleet.broker_bridge.worker_frames`), so
-that validation and the database work run on a second core, beside the process that
-speaks MQTT. Validation of the next batch is interleaved with the SQL of the current
-one (the SQLite driver runs its statements on a thread of its own, without the
-interpreter lock). A batch the parent marks urgent (the ingest's fast lane: fault events,
-state, command results) is prepared before the bulk batches that came before it, so it
-waits for at most the batch being stored and one prepared. It commits each batch before
-it answers; the parent acknowledges to
-the broker only then. Between batches it folds the stored samples into the hourly
-rollups once a minute (see :mod:`~posfleet.broker_bridge.rollup_folding`), and once more
-when it stops.
+``python -m posfleet.broker_bridge.store_worker``, it reads
+:class:`~posfleet.broker_bridge.ingest_batch.StoreRequest` frames on stdin and answers
+on stdout (see :mod:`~posfleet.broker_bridge.worker_frames`), so that the database work
+runs on a second core, beside the process that speaks MQTT, validates and runs
+diagnostics. A batch the parent marks urgent (the ingest's fast lane: fault events,
+state, command results) is stored before the bulk batches that came before it, so it
+waits for at most the batch being stored. It commits each batch before it answers; the
+parent acknowledges to the broker only then. Between batches it folds the stored
+samples into the hourly rollups once a minute (see
+:mod:`~posfleet.broker_bridge.rollup_folding`), and once more when it stops.
 
 It stops when its stdin closes: when the parent closes it at shutdown, or when the
 parent dies (even by SIGKILL), so it never outlives the ingest. SIGINT and SIGTERM are
@@ -36,18 +34,9 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.broker_bridge.gc_tuning import tune_gc
-from posfleet.broker_bridge.ingest_batch import (
-    DecodedBatch,
-    RawMessage,
-    StoreRequest,
-    is_transient,
-    outcome_of,
-    prepare_yielding,
-    store_items,
-)
+from posfleet.broker_bridge.ingest_batch import StoreRequest, is_transient, store_prepared
 from posfleet.broker_bridge.rollup_folding import RollupFolding
 from posfleet.broker_bridge.worker_frames import (
-    Committed,
     FrameError,
     WriterConfig,
     read_frame,
@@ -109,10 +98,6 @@ async def _serve_batches(
     config: WriterConfig,
     checkpoints: WalCheckpointer | None,
 ) -> None:
-    # Preparing the next batch (validation, samples) overlaps with the SQL of this one.
-    requests: asyncio.Queue[tuple[int, DecodedBatch, StoreRequest] | None] = asyncio.Queue(
-        maxsize=1
-    )
     arrived = _Arrivals()
 
     async def receive() -> None:
@@ -126,23 +111,13 @@ async def _serve_batches(
         finally:
             arrived.close()
 
-    async def prepare() -> None:
-        try:
-            while (frame := await arrived.next()) is not None:
-                _, request_id, pairs, _urgent = frame
-                batch = [RawMessage(topic, payload) for topic, payload in pairs]
-                prepared = await prepare_yielding(batch, config.handlers)
-                await requests.put((request_id, *prepared))
-        finally:
-            await requests.put(None)
-
     folding = RollupFolding(engine, config.fold_interval_s)
     try:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(receive())
-            tasks.create_task(prepare())
-            while (item := await requests.get()) is not None:
-                write_frame_fd(frames_fd, await _store(engine, *item, config))
+            while (frame := await arrived.next()) is not None:
+                _, request_id, request, _urgent = frame
+                write_frame_fd(frames_fd, await _store(engine, request_id, request, config))
                 # Between batches, after the answer: the ingest acknowledges meanwhile.
                 await folding.after_batch()
                 if checkpoints is not None and checkpoints.log_is_large():
@@ -162,7 +137,7 @@ class _Arrivals:
         self._closed = False
 
     def add(self, frame: tuple[Any, ...]) -> None:
-        """One ``("store", id, pairs, urgent)`` frame."""
+        """One ``("store", id, request, urgent)`` frame."""
         (self._urgent if frame[3] else self._bulk).append(frame)
         self._changed.set()
 
@@ -172,7 +147,7 @@ class _Arrivals:
         self._changed.set()
 
     async def next(self) -> tuple[Any, ...] | None:
-        """The next frame to prepare."""
+        """The next frame to store."""
         while True:
             if self._urgent:
                 return self._urgent.popleft()
@@ -187,26 +162,18 @@ class _Arrivals:
 async def _store(
     engine: AsyncEngine,
     request_id: int,
-    decoded: DecodedBatch,
     request: StoreRequest,
     config: WriterConfig,
 ) -> tuple[object, ...]:
     try:
         async with write_transaction(engine) as conn:
-            summary = await store_items(conn, request, now=utcnow(), handlers=config.handlers)
-        outcome = outcome_of(decoded, summary)
+            summary = await store_prepared(conn, request, now=utcnow(), handlers=config.handlers)
     except Exception as exc:
         if is_transient(exc):
             return ("transient", request_id, f"{type(exc).__name__}: {exc}")
         log.exception("storing batch %d failed", request_id)
         return ("error", request_id, "".join(traceback.format_exception_only(exc)).strip())
-    committed = Committed(
-        stored_positions=outcome.stored_positions,
-        duplicates=outcome.duplicates,
-        dead_lettered=outcome.dead_lettered,
-        ignored=outcome.ignored,
-    )
-    return ("stored", request_id, committed)
+    return ("stored", request_id, summary)
 
 
 def main() -> None:

@@ -4,10 +4,12 @@ Each frame is a 4-byte big-endian length and a pickle. Both ends are the same
 installation started by the same user (the writer is the ingest's own child), so pickle
 is a private, trusted encoding here, never something read off the network.
 
-Parent to writer: ``("hello", WriterConfig)`` once, then ``("store", id, [(topic,
-payload), ...])`` per batch. Writer to parent: ``("ready",)`` or ``("failed", reason)``
-after the hello, then ``("stored", id, Committed)``, ``("transient", id, reason)`` or
-``("error", id, reason)`` per batch, in the order the batches were sent.
+Parent to writer: ``("hello", WriterConfig)`` once, then ``("store", id, StoreRequest,
+urgent)`` per batch (already validated by the parent: samples and models, not bytes to
+decode again). Writer to parent: ``("ready",)`` or ``("failed", reason)`` after the
+hello, then ``("stored", id, StoreSummary)``, ``("transient", id, reason)`` or
+``("error", id, reason)`` per batch: urgent batches may be answered before bulk ones
+sent earlier, each kind in the order it was sent.
 """
 
 from __future__ import annotations
@@ -43,17 +45,6 @@ class WriterConfig:
     handlers: Mapping[Channel, ChannelHandler] = field(default_factory=lambda: DEFAULT_HANDLERS)
     fold_interval_s: float = DEFAULT_FOLD_INTERVAL_S
     """How often the writer folds the stored samples into the hourly rollups."""
-
-
-@dataclass(frozen=True, slots=True)
-class Committed:
-    """A committed batch, as the writer reports it back (the messages stay with the parent)."""
-
-    stored_positions: list[int]
-    """Which messages of the batch were stored for the first time, by index."""
-    duplicates: int
-    dead_lettered: int
-    ignored: int
 
 
 def encode_frame(message: Any) -> bytes:

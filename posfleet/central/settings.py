@@ -89,8 +89,8 @@ class CentralSettings(BrokerClientSettings):
     heartbeat_sweep_s: Annotated[int, Field(ge=1, le=3600)] = 30
     ingest_writer: Literal["process", "inline"] = Field(
         default="process",
-        description="validate and store in a writer process on another core (process), "
-        "or on the service's own event loop (inline)",
+        description="store validated batches in a writer process on another core "
+        "(process), or on the service's own event loop (inline)",
     )
     ingest_batch_size: Annotated[int, Field(ge=1, le=10_000)] = Field(
         default=1000, description="most messages stored per transaction"

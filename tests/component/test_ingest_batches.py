@@ -1,4 +1,5 @@
-"""The ingest's batch step, fed raw (topic, payload) pairs directly: no broker.
+"""The ingest's batch step, fed raw (topic, payload) pairs directly: no broker, the
+store writer process as production runs it.
 
 Whatever junk arrives, it is dead-lettered and counted, and the good messages in the
 same batch are stored.
@@ -12,7 +13,7 @@ from datetime import datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from posfleet.broker_bridge import DEFAULT_HANDLERS, BrokerConnection, Ingest, RawMessage
+from posfleet.broker_bridge import DEFAULT_HANDLERS, RawMessage
 from posfleet.contract import (
     MAX_PAYLOAD_BYTES,
     Channel,
@@ -22,6 +23,7 @@ from posfleet.contract import (
     encode,
 )
 from posfleet.store import get_terminal, list_dead_letters
+from tests.harness.brokerless_ingest import brokerless_ingest
 from tests.harness.raw_messages import T0, health_msg, raw, state_msg
 
 
@@ -64,10 +66,10 @@ BAD_INPUT = [
 async def test_bad_message_is_dead_lettered_and_its_neighbours_stored(
     sqlite_engine: AsyncEngine, bad: RawMessage, reason: str
 ) -> None:
-    ingest = Ingest(BrokerConnection(), sqlite_engine)
-    outcome = await ingest.process_batch(
-        [state_msg("T-1"), health_msg("T-1", 1), bad, health_msg("T-1", 2)]
-    )
+    async with brokerless_ingest(sqlite_engine) as ingest:
+        outcome = await ingest.process_batch(
+            [state_msg("T-1"), health_msg("T-1", 1), bad, health_msg("T-1", 2)]
+        )
 
     assert outcome is not None
     assert ingest.stats.dead_lettered == 1
@@ -89,13 +91,13 @@ async def test_counters_add_up_over_a_mixed_stream(sqlite_engine: AsyncEngine) -
     async def on_stored(messages: Sequence[Message]) -> None:
         stored.extend(messages)
 
-    ingest = Ingest(BrokerConnection(), sqlite_engine, on_stored=on_stored)
     junk = RawMessage("pos/v1/T-2/health", b"not json")
-    await ingest.process_batch([state_msg("T-1"), health_msg("T-1", 1), junk])
-    await ingest.process_batch([health_msg("T-1", 1), junk, health_msg("T-1", 2)])
     # Command results have no store yet: acknowledged, counted, not dead letters.
     result = CommandResult(id="c-1", status=CommandStatus.OK, ts=T0)
-    await ingest.process_batch([raw("T-1", Channel.CMD_RESULT, encode(result))])
+    async with brokerless_ingest(sqlite_engine, on_stored=on_stored) as ingest:
+        await ingest.process_batch([state_msg("T-1"), health_msg("T-1", 1), junk])
+        await ingest.process_batch([health_msg("T-1", 1), junk, health_msg("T-1", 2)])
+        await ingest.process_batch([raw("T-1", Channel.CMD_RESULT, encode(result))])
 
     stats = ingest.stats
     assert (stats.batches, stats.stored, stats.duplicates) == (3, 3, 1)
@@ -109,19 +111,21 @@ async def test_counters_add_up_over_a_mixed_stream(sqlite_engine: AsyncEngine) -
     assert record.seq_duplicates == 1
 
 
-async def test_a_failing_handler_or_hook_does_not_stop_ingest(sqlite_engine: AsyncEngine) -> None:
-    async def broken_health(
-        conn: AsyncConnection, terminal_id: str, payload: object, /, *, now: datetime
-    ) -> bool:
-        raise ValueError("handler bug")
+async def broken_health(
+    conn: AsyncConnection, terminal_id: str, payload: object, /, *, now: datetime
+) -> bool:
+    """A handler with a bug (at module level: the store writer process imports it)."""
+    raise ValueError("handler bug")
 
+
+async def test_a_failing_handler_or_hook_does_not_stop_ingest(sqlite_engine: AsyncEngine) -> None:
     async def broken_hook(messages: Sequence[Message]) -> None:
         raise RuntimeError("diagnostics bug")
 
     handlers = {**DEFAULT_HANDLERS, Channel.HEALTH: broken_health}
-    ingest = Ingest(BrokerConnection(), sqlite_engine, handlers=handlers, on_stored=broken_hook)
-    await ingest.process_batch([health_msg("T-1", 1), state_msg("T-1")])
-    await ingest.process_batch([state_msg("T-2")])
+    async with brokerless_ingest(sqlite_engine, handlers=handlers, on_stored=broken_hook) as ingest:
+        await ingest.process_batch([health_msg("T-1", 1), state_msg("T-1")])
+        await ingest.process_batch([state_msg("T-2")])
 
     assert ingest.stats.dead_lettered == 1
     assert ingest.stats.hook_errors == 2

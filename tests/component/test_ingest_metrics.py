@@ -10,21 +10,27 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.broker_bridge import BrokerConnection, Ingest, RawMessage
+from posfleet.broker_bridge import Ingest, RawMessage
 from posfleet.contract import Channel, HealthMetrics, HealthReport, Inventory, State, encode, topic
 from posfleet.dashboard import create_app
 from posfleet.dashboard.metrics_endpoint import INGEST_KEY
 from posfleet.store import list_dead_letters
 from posfleet.store.accounts import Role, create_api_token
+from tests.harness.brokerless_ingest import brokerless_ingest
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def ingest(sqlite_engine: AsyncEngine) -> Ingest:
+async def ingest(sqlite_engine: AsyncEngine) -> AsyncIterator[Ingest]:
     """An ingest fed batches directly (no broker), as the bridge would after receiving."""
-    bridge = Ingest(BrokerConnection(), sqlite_engine)
+    async with brokerless_ingest(sqlite_engine) as bridge:
+        await _fill(bridge)
+        yield bridge
+
+
+async def _fill(bridge: Ingest) -> None:
     state = encode(State(online=True, agent_version="1.4.0", boot_id="b", ts=T0))
     report = encode(HealthReport(seq=1, ts=T0, interval_s=60, metrics=HealthMetrics()))
     await bridge.process_batch(
@@ -35,7 +41,6 @@ async def ingest(sqlite_engine: AsyncEngine) -> Ingest:
             RawMessage(topic("T-1", Channel.HEALTH), b"{broken"),
         ]
     )
-    return bridge
 
 
 @pytest.fixture

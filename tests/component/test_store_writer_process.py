@@ -17,8 +17,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.broker_bridge import BrokerConnection, Ingest, RawMessage, WriterKind
+from posfleet.broker_bridge import Ingest, RawMessage, WriterKind
 from posfleet.broker_bridge.batch_writers import ProcessWriter, WriterError
+from posfleet.broker_bridge.ingest_batch import prepare_batch
 from posfleet.contract import (
     Channel,
     CommandResult,
@@ -31,6 +32,7 @@ from posfleet.contract import (
 from posfleet.store import fold_samples, get_terminal, list_dead_letters, list_rollups
 from posfleet.store.schema import health_rollups, health_samples
 from tests.harness import async_wait_for
+from tests.harness.brokerless_ingest import brokerless_ingest
 from tests.harness.raw_messages import T0, health_msg, state_msg
 
 MIXED_BATCH = [
@@ -51,12 +53,8 @@ MIXED_BATCH = [
 @pytest.fixture
 async def writer_process(sqlite_engine: AsyncEngine) -> AsyncIterator[Ingest]:
     """An ingest whose writer process is running (no broker connection)."""
-    ingest = Ingest(BrokerConnection(), sqlite_engine, writer="process")
-    await ingest._writer.start()
-    try:
+    async with brokerless_ingest(sqlite_engine, writer="process") as ingest:
         yield ingest
-    finally:
-        await ingest._writer.close()
 
 
 def writer_pid(ingest: Ingest) -> int:
@@ -102,7 +100,7 @@ async def test_both_writers_store_a_mixed_batch_the_same_way(
     async def on_stored(messages: Sequence[Message]) -> None:
         hooked.extend(messages)
 
-    async with Ingest(BrokerConnection(), sqlite_engine, writer=writer, on_stored=on_stored) as ing:
+    async with brokerless_ingest(sqlite_engine, writer=writer, on_stored=on_stored) as ing:
         outcome = await ing.process_batch(MIXED_BATCH)
 
     assert outcome is not None
@@ -126,7 +124,7 @@ async def test_both_writers_store_a_mixed_batch_the_same_way(
 async def test_a_writer_folds_what_it_stored_into_the_rollups_when_it_stops(
     sqlite_engine: AsyncEngine, writer: WriterKind
 ) -> None:
-    async with Ingest(BrokerConnection(), sqlite_engine, writer=writer) as ing:
+    async with brokerless_ingest(sqlite_engine, writer=writer) as ing:
         await ing.process_batch([health_msg("T-1", 1), health_msg("T-1", 2), health_msg("T-2", 7)])
 
     # Folded by the writer on its way out: nothing left for anyone else to fold.
@@ -203,7 +201,7 @@ async def test_an_urgent_batch_is_stored_before_bulk_batches_that_wait_ahead_of_
 
     def store(name: str, batch: list[RawMessage], *, urgent: bool = False) -> asyncio.Task[None]:
         async def run() -> None:
-            await writer.store(batch, urgent=urgent)
+            await writer.store((await prepare_batch(batch)).request, urgent=urgent)
             finished.append(name)
 
         return asyncio.create_task(run())

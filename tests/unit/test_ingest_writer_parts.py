@@ -16,15 +16,13 @@ from sqlalchemy.exc import OperationalError
 from posfleet.broker_bridge.ingest_batch import (
     DECODE_SLICE,
     RawMessage,
-    StoredMessages,
-    decode_batch,
     is_transient,
-    prepare_yielding,
-    store_request,
+    prepare_batch,
 )
 from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
-from posfleet.contract import Channel, HealthMetrics, HealthReport, encode, topic
+from posfleet.contract import Channel, topic
 from posfleet.store.driver_sql import chunks, sqlite_timestamp
+from posfleet.store.report_batch import Sample
 from tests.harness.raw_messages import health_msg
 
 _SQLALCHEMY_SQLITE_DATETIME = sqlite.DATETIME().bind_processor(sqlite.dialect())  # type: ignore[no-untyped-call]
@@ -89,20 +87,6 @@ def test_a_locked_sqlite_file_is_retried_but_a_bad_statement_is_not() -> None:
     assert not is_transient(_sqlite_error("no such column: batch_id"))
 
 
-def test_stored_messages_are_validated_only_when_read() -> None:
-    report = HealthReport(
-        seq=4, ts=datetime(2026, 3, 2, tzinfo=UTC), interval_s=60, metrics=HealthMetrics()
-    )
-    good = RawMessage(topic("T-1", Channel.HEALTH), encode(report))
-    unread = RawMessage(topic("T-1", Channel.HEALTH), b"never validated here")
-    messages = StoredMessages([good, unread])
-
-    assert len(messages) == 2
-    assert messages[0].payload == report
-    assert messages[0] is messages[0]
-    assert [m.payload for m in messages[:1]] == [report]
-
-
 @given(st.integers(min_value=0, max_value=5000))
 def test_statements_come_in_few_sizes_and_cover_every_row(count: int) -> None:
     rows = list(range(count))
@@ -113,14 +97,31 @@ def test_statements_come_in_few_sizes_and_cover_every_row(count: int) -> None:
     assert {len(piece) for piece in pieces} <= {1000, 512, 256, 128, 64, 32, 16, 8, 4, 2, 1}
 
 
-async def test_a_batch_is_prepared_in_slices_as_it_is_in_one_go() -> None:
-    good = [health_msg(f"T-{n}", n) for n in range(DECODE_SLICE + 10)]
+async def test_a_batch_is_validated_once_in_slices_that_let_other_work_run() -> None:
+    good = [health_msg(f"T-{n}", n) for n in range(3 * DECODE_SLICE)]
     batch = [*good[:5], RawMessage("pos/v1/T-1/nonsense", b"{}"), *good[5:]]
     batch.append(RawMessage(topic("T-9", Channel.HEALTH), b"not json"))
+    turns = 0
 
-    decoded, request = await prepare_yielding(batch)
+    async def other_work() -> None:
+        nonlocal turns
+        while True:
+            turns += 1
+            await asyncio.sleep(0)
 
-    at_once = store_request(decode_batch(batch))
-    assert request == at_once
-    assert decoded.positions == [p for p in range(len(batch)) if p not in (5, len(batch) - 1)]
-    assert [topic for topic, _, _ in request.rejected] == ["pos/v1/T-1/nonsense", batch[-1].topic]
+    beside = asyncio.create_task(other_work())
+    await asyncio.sleep(0)
+    before = turns
+    prepared = await prepare_batch(batch)
+    beside.cancel()
+
+    # A fast-lane batch or an acknowledgement gets a turn between slices.
+    assert turns - before >= 3
+    assert prepared.positions == [p for p in range(len(batch)) if p not in (5, len(batch) - 1)]
+    assert [m.topic.terminal_id for m in prepared.messages] == [t.topic[7:-7] for t in good]
+    # Health goes to the store as samples, decoded from the same validation.
+    samples = prepared.request.items
+    assert [s.seq for s in samples if isinstance(s, Sample)] == list(range(3 * DECODE_SLICE))
+    rejected = prepared.request.rejected
+    assert [topic for topic, _, _ in rejected] == ["pos/v1/T-1/nonsense", batch[-1].topic]
+    assert "unknown channel" in rejected[0][2]
