@@ -4,14 +4,10 @@ The Rust-backed ``common-expression-language`` package does the parsing and eval
 this module only wraps its errors and reports which variables an expression reads, which
 is how the engine knows which rules a changed input concerns.
 
-One shape is evaluated here without the library: a field or a sum of fields
-(``card_reader.chip.reads + card_reader.magstripe.reads``), the form of most counter
-expressions, which the engine evaluates for every counting rule on every report. Handing
-the library the nested objects those fields sit in costs several microseconds a time;
-walking the dicts costs a fraction of one. Only numbers of one kind are summed here;
-anything else (a missing field, a string, an int plus a double, a sum past 64 bits) goes
-to the library, so the value or the error is always CEL's
-(``tests/unit/test_cel_expressions.py`` checks that both ways agree).
+The common shapes (fields compared with literals, joined with ``&&``, ``||`` and ``!``;
+sums of counters) are evaluated without the library by
+:mod:`~posfleet.diagnostics.cel_fast_path`, which hands anything it cannot be sure of
+back to the library, so the value or the error is always CEL's.
 """
 
 from __future__ import annotations
@@ -22,6 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import cel
+
+from posfleet.diagnostics.cel_fast_path import AskCel, Evaluator, compile_subset
 
 
 class CelSyntaxError(ValueError):
@@ -37,8 +35,8 @@ class Expression:
     variables: frozenset[str]
     paths: frozenset[str] = frozenset()
     """Fields read, at most two levels deep (``printer.status``, ``card_reader.chip``)."""
-    terms: tuple[tuple[str, ...], ...] | None = field(default=None, repr=False, compare=False)
-    """For a field or a sum of fields: each field's path, evaluated without the library."""
+    fast: Evaluator | None = field(default=None, repr=False, compare=False)
+    """The expression compiled to Python when it is in the fast path's subset."""
 
     @classmethod
     def compile(cls, source: str) -> Expression:
@@ -48,14 +46,15 @@ class Expression:
         except (ValueError, RuntimeError) as exc:
             raise CelSyntaxError(_first_line(str(exc))) from exc
         variables = frozenset(program.variables())
-        return cls(source, program, variables, _paths(source, variables), _sum_terms(source))
+        return cls(source, program, variables, _paths(source, variables), compile_subset(source))
 
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         """The expression's value; raises ``ValueError`` when it cannot be computed."""
-        if self.terms is not None:
-            value = _sum_of_fields(self.terms, variables)
-            if value is not _ASK_CEL:
-                return value
+        if self.fast is not None:
+            try:
+                return self.fast(variables)
+            except AskCel:
+                pass
         # Only what the expression reads: the library converts every value it is given
         # into CEL values, and a whole health report costs ten times the evaluation.
         context = {name: variables[name] for name in self.variables if name in variables}
@@ -88,47 +87,6 @@ def _paths(source: str, variables: frozenset[str]) -> frozenset[str]:
             parts.pop()  # a method call, not a field: x.startsWith(...)
         found.add(".".join([name, *parts[:1]]))
     return frozenset(found | {v for v in variables if not any(f.split(".")[0] == v for f in found)})
-
-
-_FIELD = r"[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*"
-_SUM = re.compile(rf"^\s*{_FIELD}(?:\s*\+\s*{_FIELD})*\s*$")
-_NOT_FIELDS = frozenset({"true", "false", "null", "in"})
-_INT64 = (-(2**63), 2**63 - 1)
-_ASK_CEL = object()
-
-
-def _sum_terms(source: str) -> tuple[tuple[str, ...], ...] | None:
-    """The fields of ``a.b + c.d``-shaped sources; None for anything else."""
-    if _SUM.match(source) is None:
-        return None
-    terms = tuple(tuple(term.strip().split(".")) for term in source.split("+"))
-    if any(part in _NOT_FIELDS for term in terms for part in term):
-        return None
-    return terms
-
-
-def _sum_of_fields(terms: tuple[tuple[str, ...], ...], variables: Mapping[str, Any]) -> Any:
-    """The sum of the fields when all are numbers of one kind and it fits CEL's int;
-    :data:`_ASK_CEL` for anything else (a missing field, a string, an int plus a double,
-    an overflow), so that the library gives its own value or error."""
-    total: Any = None
-    for path in terms:
-        value: Any = variables
-        for part in path:
-            if not isinstance(value, Mapping) or part not in value:
-                return _ASK_CEL
-            value = value[part]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return _ASK_CEL
-        if total is None:
-            total = value
-        elif type(total) is not type(value):
-            return _ASK_CEL
-        else:
-            total += value
-    if isinstance(total, int) and not _INT64[0] <= total <= _INT64[1]:
-        return _ASK_CEL
-    return total
 
 
 def _first_line(text: str) -> str:
