@@ -3,10 +3,19 @@
 Starts a private mosquitto, serves a simulated terminal on a pty, runs the real
 ``posfleet-agent run`` process against both with a short health interval, and measures
 that process from /proc once the first reports are out (start-up excluded) until a
-fixed number of reports more have arrived at a subscriber. Side by side it reports the
-same numbers for a bare Python interpreter that imports the agent and idles, so the
-agent's own share is visible, and what each group of imports adds to a bare interpreter's
-resident memory, in the order the agent imports them. Goal: RSS <= 30 MB.
+fixed number of reports more have arrived at a subscriber. The agent writes the modules it
+had loaded when it stopped (``sys.modules``, through a ``runpy`` wrapper that adds
+nothing else), so what follows is about what the running agent really imported: whether
+pydantic or cryptography were among them, a bare Python interpreter that imports exactly
+those modules and idles (the floor under the agent, so its own share is visible), and what
+each group of them adds to a bare interpreter's resident memory, in the order the agent
+imports them. Goal: RSS <= 30 MB.
+
+Every one of these processes runs posfleet as a terminal has it after ``pip install``:
+from a private copy of the package, byte-compiled beforehand. (Run from this work tree
+with ``PYTHONDONTWRITEBYTECODE`` set, every start would compile the agent's sources
+afresh, and the compiler's passing peak stays in the process as megabytes of heap that
+no installed agent pays.)
 
 Usage: python -m bench.agent_footprint [--reports 60] [--interval 1]
 The last line printed is one JSON object.
@@ -16,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -30,6 +41,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+import posfleet
 from bench.fleet_load import cpu_s, rss_mb
 from posfleet.central.broker_auth import BrokerAuthStore, BrokerCredentials
 from posfleet.central.mosquitto import MosquittoBroker
@@ -77,16 +89,36 @@ IMPORT_STEPS = (
     "serial",
     "paho.mqtt.client",
     "pydantic",
+    "cryptography",
     "posfleet.contract",
     "posfleet.agent.settings",
+    "posfleet.agent.wire",
     "posfleet.agent.uplink",
     "posfleet.agent.outbox",
-    "posfleet.agent.drivers",
+    "posfleet.agent.drivers.maintenance",
+    "posfleet.agent.drivers.zvt",
+    "posfleet.agent.firmware_standby",
     "posfleet.agent.firmware_updater",
+    "posfleet.agent.commands",
+    "posfleet.agent.daemon",
     "posfleet.agent.runner",
     "posfleet.agent.cli",
 )
-"""The agent's imports, heaviest libraries first: each step's RSS is what it adds."""
+"""Groups of imports, heaviest libraries first; only those the running agent had loaded are
+measured, each step's RSS is what it adds, and ``other modules`` is the rest it loaded."""
+
+HEAVY_LIBRARIES = ("pydantic", "pydantic_core", "pydantic_settings", "cryptography")
+"""Libraries the idle agent should not load: the bench says whether it did."""
+
+_AGENT_WRAPPER = """
+import atexit, json, os, runpy, sys
+def _dump():
+    with open(os.environ["FOOTPRINT_MODULES_FILE"], "w") as out:
+        json.dump(sorted(sys.modules), out)
+atexit.register(_dump)
+sys.argv = ["posfleet-agent", *sys.argv[1:]]
+runpy.run_module("posfleet.agent.cli", run_name="__main__", alter_sys=True)
+"""
 
 _STEPS_SCRIPT = """
 import importlib, json, sys
@@ -94,28 +126,74 @@ def rss():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
+steps_and_rest = json.loads(sys.stdin.read())
 steps = {"interpreter": rss()}
-for name in sys.argv[1:]:
+for name in steps_and_rest["steps"]:
     before = rss()
     importlib.import_module(name)
     steps[name] = rss() - before
+before = rss()
+for name in steps_and_rest["rest"]:
+    if name not in sys.modules:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+steps["other modules"] = rss() - before
 print(json.dumps(steps))
 """
 
 
-def import_breakdown() -> dict[str, float]:
-    """MB of resident memory each step of :data:`IMPORT_STEPS` adds, in a fresh interpreter."""
+def installed_copy(work: Path) -> Path:
+    """A folder holding posfleet as ``pip install`` leaves it: the package, byte-compiled."""
+    root = work / "site"
+    shutil.copytree(
+        Path(posfleet.__file__).parent,
+        root / "posfleet",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    if not compileall.compile_dir(root / "posfleet", quiet=1):
+        raise SystemExit("cannot byte-compile the copy of posfleet")
+    return root
+
+
+def _env(site: Path) -> dict[str, str]:
+    """The environment of a process that imports posfleet from ``site`` (before this tree)."""
+    return {**os.environ, "PYTHONPATH": str(site)}
+
+
+def import_breakdown(loaded: list[str], site: Path) -> dict[str, float]:
+    """MB of resident memory each step of :data:`IMPORT_STEPS` the agent had loaded adds,
+    then everything else in ``loaded``, in a fresh interpreter."""
+    steps = [name for name in IMPORT_STEPS if name in loaded]
+    request = json.dumps({"steps": steps, "rest": loaded})
     out = subprocess.run(
-        [sys.executable, "-c", _STEPS_SCRIPT, *IMPORT_STEPS],
+        [sys.executable, "-c", _STEPS_SCRIPT], input=request, cwd=site, env=_env(site),
         capture_output=True, text=True, check=True, timeout=120,
     ).stdout  # fmt: skip
     return {name: round(mb, 1) for name, mb in json.loads(out).items()}
 
 
-def _baseline(hold_s: float) -> dict[str, float]:
-    """A Python that imports what the agent imports and idles: the floor under the agent."""
-    code = f"import time, posfleet.agent.runner, posfleet.agent.cli; time.sleep({hold_s})"
-    proc = subprocess.Popen([sys.executable, "-c", code])
+def _importable(loaded: list[str]) -> list[str]:
+    """The modules of ``loaded`` a plain ``import`` can bring in (no ``__main__``, no C
+    modules that only exist as part of another)."""
+    return [n for n in loaded if n not in ("__main__", "__mp_main__") and not n.startswith("_")]
+
+
+def _baseline(hold_s: float, loaded: list[str], site: Path) -> dict[str, float]:
+    """A Python that imports what the agent had loaded and idles: the floor under the agent."""
+    code = (
+        "import importlib, sys, time\n"
+        "for name in sys.argv[1:]:\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception:\n"
+        "        pass\n"
+        f"time.sleep({hold_s})\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, *_importable(loaded)], cwd=site, env=_env(site)
+    )
     time.sleep(min(hold_s - 0.5, 3.0))
     result = {"rss_mb": rss_mb(proc.pid), "cpu_s": cpu_s(proc.pid)}
     proc.wait()
@@ -123,6 +201,7 @@ def _baseline(hold_s: float) -> dict[str, float]:
 
 
 async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    site = installed_copy(work)
     auth = BrokerAuthStore(work / "auth")
     central = auth.add_service_user("central")
     creds = auth.add_terminal(TERMINAL_ID)
@@ -130,7 +209,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         reports = Reports(broker, central)
         terminal = SimulatedTerminal("SN-FOOT", seed=1)
         async with serve_pty(terminal) as port:
-            env = dict(os.environ)
+            env = _env(site)
             env.update(
                 POSFLEET_AGENT_TERMINAL_ID=TERMINAL_ID,
                 POSFLEET_AGENT_PASSWORD=creds.password,
@@ -140,8 +219,10 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 POSFLEET_AGENT_FAULT_POLL_S=str(args.interval),
                 POSFLEET_AGENT_STATE_DIR=str(work / "agent"),
             )
+            modules_file = work / "agent-modules.json"
+            env["FOOTPRINT_MODULES_FILE"] = str(modules_file)
             agent = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "posfleet.agent.cli", "run", env=env
+                sys.executable, "-c", _AGENT_WRAPPER, "run", env=env, cwd=site
             )
             try:
                 await _wait_reports(reports, WARM_UP_REPORTS, 60)
@@ -158,7 +239,8 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 agent.send_signal(signal.SIGTERM)
                 await asyncio.wait_for(agent.wait(), 15)
         reports.close()
-    baseline = _baseline(4.0)
+    loaded: list[str] = json.loads(modules_file.read_text(encoding="utf-8"))
+    baseline = _baseline(4.0, loaded, site)
     return {
         "reports": n,
         "interval_s": args.interval,
@@ -172,7 +254,14 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "idle_interpreter_rss_mb": round(baseline["rss_mb"], 1),
         "agent_rss_over_idle_interpreter": round(peak / baseline["rss_mb"], 2),
         "agent_exit_code_on_sigterm": agent.returncode,
-        "rss_mb_by_import": import_breakdown(),
+        "agent_modules_loaded": len(loaded),
+        "agent_loaded_heavy_libraries": {
+            name: any(m == name or m.startswith(name + ".") for m in loaded)
+            for name in HEAVY_LIBRARIES
+        },
+        "agent_posfleet_modules": [m for m in loaded if m.startswith("posfleet")],
+        "agent_bytecode": "precompiled, as an installed agent has it",
+        "rss_mb_by_import": import_breakdown(_importable(loaded), site),
     }
 
 

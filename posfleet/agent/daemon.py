@@ -8,13 +8,20 @@ Four named tasks share one :class:`asyncio.TaskGroup`:
 - ``commands``: run the remote commands the centre sends, one at a time, and store each
   result in the outbox (``firmware_cancel`` is answered by the firmware updater);
 - ``firmware``: take firmware offers and work on the current update
-  (:mod:`posfleet.agent.firmware_updater`); its statuses go through the outbox too;
+  (:mod:`posfleet.agent.firmware_updater`, on standby until the first offer:
+  :mod:`posfleet.agent.firmware_standby`); its statuses go through the outbox too;
 - ``drain``: publish what the outbox holds, oldest first, and delete each entry only once
   the broker acknowledged it (so a crash or an outage never loses a report).
 
 None of them ends on an error: a dead serial link becomes one fault event, a broker that
 refuses a message costs that message (counted), a full disk or an unexpected bug is
 logged and the step is tried again at its next tick.
+
+What the loop publishes (state, inventory, health, events) is built as plain data and
+encoded by :mod:`posfleet.agent.wire`, checked against the contract's schema, without
+pydantic. Commands and firmware offers are validated with the contract's models, which
+are imported when the first one arrives (or at start if one was cut short by a restart):
+an idle agent never loads pydantic.
 """
 
 from __future__ import annotations
@@ -25,28 +32,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from posfleet import __version__
-from posfleet.agent.commands import CommandDispatcher
-from posfleet.agent.drivers.base import DetectedFault, TerminalDriver, TerminalIdentity
+from posfleet.agent import wire
+from posfleet.agent.drivers.base import DetectedFault, HealthData, TerminalDriver, TerminalIdentity
 from posfleet.agent.errors import OutboxError, UplinkError
-from posfleet.agent.firmware_updater import FirmwareUpdater, UpdaterConfig
+from posfleet.agent.firmware_standby import FirmwareStandby
 from posfleet.agent.outbox import EntryKind, Outbox
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.uplink import Retained, Uplink
 from posfleet.async_tasks import run_every
-from posfleet.contract import (
-    Channel,
-    Component,
-    FaultEvent,
-    HealthMetrics,
-    HealthReport,
-    Inventory,
-    Severity,
-    State,
-    encode,
-    utcnow,
-)
+from posfleet.contract import Channel, Component, Severity, utcnow
+
+if TYPE_CHECKING:
+    from posfleet.agent.commands import CommandDispatcher
+    from posfleet.agent.firmware_config import UpdaterConfig
 
 log = logging.getLogger(__name__)
 
@@ -72,34 +73,36 @@ class AgentIdentity:
 
 def state_payload(identity: AgentIdentity, *, online: bool, now: datetime | None = None) -> bytes:
     """The retained ``state`` message: birth when online, LWT / goodbye when not."""
-    return encode(
-        State(
-            online=online,
-            agent_version=identity.agent_version,
-            boot_id=identity.boot_id,
-            ts=now or utcnow(),
-        )
+    return wire.encode(
+        Channel.STATE,
+        {
+            "online": online,
+            "agent_version": identity.agent_version,
+            "boot_id": identity.boot_id,
+            "ts": now or utcnow(),
+        },
     )
 
 
 def inventory_payload(identity: AgentIdentity, terminal: TerminalIdentity) -> bytes:
     """The retained ``inventory`` message built from what the terminal reports."""
-    return encode(
-        Inventory(
-            model=terminal.model,
-            serial=terminal.serial,
-            hw_revision=terminal.hw_revision,
-            firmware_version=terminal.firmware_version,
-            app_versions=terminal.app_versions,
-            agent_version=identity.agent_version,
-            merchant_id=terminal.merchant_id,
-            site_id=identity.site_id,
-            merchant_name=identity.merchant_name,
-            site_name=identity.site_name,
-            timezone=identity.timezone,
-            capabilities=terminal.capabilities,
-            ts=utcnow(),
-        )
+    return wire.encode(
+        Channel.INVENTORY,
+        {
+            "model": terminal.model,
+            "serial": terminal.serial,
+            "hw_revision": terminal.hw_revision,
+            "firmware_version": terminal.firmware_version,
+            "app_versions": terminal.app_versions,
+            "agent_version": identity.agent_version,
+            "merchant_id": terminal.merchant_id,
+            "site_id": identity.site_id,
+            "merchant_name": identity.merchant_name,
+            "site_name": identity.site_name,
+            "timezone": identity.timezone,
+            "capabilities": terminal.capabilities,
+            "ts": utcnow(),
+        },
     )
 
 
@@ -117,7 +120,7 @@ class Agent:
         fault_poll_s: float,
         firmware: UpdaterConfig | None = None,
         clock: Callable[[], datetime] = utcnow,
-        observed: Callable[[HealthMetrics], HealthMetrics] | None = None,
+        observed: Callable[[HealthData], HealthData] | None = None,
     ) -> None:
         self.identity = identity
         self.observed = observed
@@ -139,7 +142,7 @@ class Agent:
         self.firmware = (
             None
             if firmware is None
-            else FirmwareUpdater(
+            else FirmwareStandby(
                 driver,
                 outbox,
                 self._serial,
@@ -149,20 +152,30 @@ class Agent:
                 clock=clock,
             )
         )
-        self.commands = CommandDispatcher(
-            driver,
-            outbox,
-            self._serial,
-            on_result=self._outbox_changed.set,
-            clock=clock,
-            firmware=self.firmware,
-        )
+        """The firmware updater (on standby until an offer comes); None: updates are off."""
+        self._commands: CommandDispatcher | None = None
         self.reports_stored = 0
         self.events_stored = 0
         self.refused = 0
         """Outbox entries the broker refused (ACL, size): dropped, since resending cannot help."""
         self.step_errors = 0
         """Polls that failed with an unexpected error (logged, retried at the next tick)."""
+
+    @property
+    def commands(self) -> CommandDispatcher:
+        """The remote-command dispatcher, built on first use (it validates with pydantic)."""
+        if self._commands is None:
+            from posfleet.agent.commands import CommandDispatcher
+
+            self._commands = CommandDispatcher(
+                self.driver,
+                self.outbox,
+                self._serial,
+                on_result=self._outbox_changed.set,
+                clock=self._clock,
+                firmware=self.firmware,
+            )
+        return self._commands
 
     def stop(self) -> None:
         """Ask :meth:`run` to return after the current step."""
@@ -177,7 +190,8 @@ class Agent:
         if terminal is not None:
             self._announce(terminal)
         try:
-            self.commands.answer_interrupted()
+            if self.outbox.interrupted_commands():
+                self.commands.answer_interrupted()
         except OutboxError as exc:
             log.error("%s: cannot answer interrupted commands: %s", self.identity.terminal_id, exc)
         try:
@@ -227,7 +241,7 @@ class Agent:
         """Read health once and store it as the next report."""
         try:
             async with self._serial:
-                metrics = await self.driver.read_health()
+                metrics = await self.driver.read_health_data()
             if self.observed is not None:
                 metrics = self.observed(metrics)
         except SerialLinkError as exc:
@@ -244,13 +258,14 @@ class Agent:
         self.outbox.append(
             Channel.HEALTH,
             EntryKind.HEALTH,
-            lambda seq: encode(
-                HealthReport(
-                    seq=seq,
-                    ts=ts,
-                    interval_s=max(1, round(self.health_interval_s)),
-                    metrics=metrics,
-                )
+            lambda seq: wire.encode(
+                Channel.HEALTH,
+                {
+                    "seq": seq,
+                    "ts": ts,
+                    "interval_s": max(1, round(self.health_interval_s)),
+                    "metrics": metrics,
+                },
             ),
         )
         self.reports_stored += 1
@@ -273,16 +288,17 @@ class Agent:
         self.outbox.append(
             Channel.EVENT,
             EntryKind.EVENT,
-            lambda seq: encode(
-                FaultEvent(
-                    seq=seq,
-                    ts=ts,
-                    code=fault.code,
-                    component=fault.component,
-                    severity=fault.severity,
-                    detail=fault.detail[:1024],
-                    zvt_result_code=fault.zvt_result_code,
-                )
+            lambda seq: wire.encode(
+                Channel.EVENT,
+                {
+                    "seq": seq,
+                    "ts": ts,
+                    "code": fault.code,
+                    "component": fault.component,
+                    "severity": fault.severity,
+                    "detail": fault.detail[:1024],
+                    "zvt_result_code": fault.zvt_result_code,
+                },
             ),
         )
         self.events_stored += 1

@@ -37,12 +37,11 @@ from urllib.parse import urljoin, urlsplit
 
 from posfleet import __version__
 from posfleet.agent.backoff import Backoff
+from posfleet.agent.firmware_config import DEFAULT_CHUNK_BYTES
 from posfleet.agent.firmware_errors import DownloadFailed
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CHUNK_BYTES = 64 * 1024
-"""Bytes asked of the socket per read: at most this much is in flight between file writes."""
 SYNC_EVERY_BYTES = 4 << 20
 """The partial file is fsynced this often (and at the end of every attempt)."""
 TERMINAL_HEADER = "X-Posfleet-Terminal-Id"

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from posfleet.agent.drivers.base import (
     CollectedLogs,
@@ -32,6 +33,7 @@ from posfleet.agent.drivers.base import (
     FirmwareSlot,
     FirmwareSlots,
     FirmwareTransfer,
+    HealthData,
     SupportsRemoteActions,
     TerminalCounters,
     TerminalIdentity,
@@ -39,9 +41,13 @@ from posfleet.agent.drivers.base import (
 from posfleet.agent.drivers.errors import TerminalRefusedError
 from posfleet.agent.drivers.firmware_transfer import Progress, write_firmware_image
 from posfleet.agent.drivers.maintenance_codes import ResultCode
+from posfleet.agent.firmware_standby import slot_text
 from posfleet.agent.firmware_state import ActionRecord
 from posfleet.agent.serial.errors import SerialLinkError
-from posfleet.contract import Component, HealthMetrics, Severity
+from posfleet.contract import Component, Severity
+
+if TYPE_CHECKING:
+    from posfleet.contract import HealthMetrics
 
 BUSY_CODES = frozenset({ResultCode.BUSY, ResultCode.BATCH_UNSETTLED})
 """The terminal's "not now": a sale in progress, or a batch not yet settled."""
@@ -73,6 +79,11 @@ class SerialLockedDriver:
         """See :meth:`SupportsRemoteActions.identify`."""
         async with self.lock:
             return await self.driver.identify()
+
+    async def read_health_data(self) -> HealthData:
+        """See :meth:`SupportsRemoteActions.read_health_data`."""
+        async with self.lock:
+            return await self.driver.read_health_data()
 
     async def read_health(self) -> HealthMetrics:
         """See :meth:`SupportsRemoteActions.read_health`."""
@@ -172,12 +183,6 @@ async def transfer_image(
     """
     with image.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
         return await write_firmware_image(driver, mapped, version, progress=progress)
-
-
-def slot_text(slots: FirmwareSlots, slot: FirmwareSlot | None = None) -> str:
-    """``slot A (2.4.1)`` for a status detail; the active slot unless ``slot`` is given."""
-    which = slots.active if slot is None else slot
-    return f"slot {which} ({slots.versions.get(which) or 'empty'})"
 
 
 class Next(StrEnum):

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from posfleet.agent.drivers.base import FirmwareSlot
 from posfleet.agent.errors import AgentError
+from posfleet.agent.firmware_standby import STATE_FILE
 from posfleet.contract import (
     AwareDatetime,
     FirmwareOffer,
@@ -36,7 +37,6 @@ from posfleet.contract import (
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "updater.json"
 DEFAULT_HISTORY = 200
 """Finished actions remembered, so a re-published offer gets its final status again."""
 

@@ -22,9 +22,9 @@ from posfleet.agent.firmware_install import (
     SerialLockedDriver,
     is_busy,
     reconcile,
-    slot_text,
     transfer_image,
 )
+from posfleet.agent.firmware_standby import roll_back_orphan_trial, slot_text
 from posfleet.agent.firmware_state import ActionRecord
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.contract import UpdateState
@@ -461,16 +461,7 @@ class InstallSteps:
         """At start: a trial slot no action vouches for goes back to the good slot."""
         if self.u.current is not None or self.u.driver is None:
             return
-        try:
-            slots = await self.u.driver.firmware_status()
-            if slots.pending_confirm:
-                log.warning(
-                    "terminal runs %s on trial and no firmware action vouches for it: rolling back",
-                    slot_text(slots),
-                )
-                await self.u.driver.firmware_rollback()
-        except (SerialLinkError, TerminalRefusedError) as exc:
-            log.warning("cannot check the terminal's firmware slots at start: %s", exc)
+        await roll_back_orphan_trial(self.u.driver)
 
     async def give_back_good_slot(self) -> None:
         """After an unexpected error mid-action: never leave a trial slot behind."""

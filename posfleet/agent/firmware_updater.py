@@ -27,9 +27,7 @@ import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
@@ -44,7 +42,8 @@ from posfleet.agent.firmware_cancel import (
     decide_cancel,
     outcome_of,
 )
-from posfleet.agent.firmware_download import DEFAULT_CHUNK_BYTES, DownloadRequest, ResumableDownload
+from posfleet.agent.firmware_config import UpdaterConfig
+from posfleet.agent.firmware_download import DownloadRequest, ResumableDownload
 from posfleet.agent.firmware_errors import FirmwareUpdateError, OfferRefused
 from posfleet.agent.firmware_install import HealthWatch, SerialLockedDriver
 from posfleet.agent.firmware_policy import (
@@ -68,6 +67,15 @@ from posfleet.contract import (
 )
 from posfleet.contract.maintenance_window import zone
 
+__all__ = [
+    "FINAL_STATES",
+    "RETRY_AFTER_DISK_ERROR_S",
+    "SPACE_MARGIN_BYTES",
+    "FirmwareUpdater",
+    "OfferSource",
+    "UpdaterConfig",
+]
+
 if TYPE_CHECKING:
     from posfleet.firmware.signing import TrustedKeys
 
@@ -79,31 +87,6 @@ FINAL_STATES = frozenset(
 SPACE_MARGIN_BYTES = 1 << 20
 """Free space kept beyond the image, so a download never fills the disk to the last byte."""
 RETRY_AFTER_DISK_ERROR_S = 5.0
-
-
-@dataclass(frozen=True)
-class UpdaterConfig:
-    """How the updater behaves; built from the agent settings by the runner."""
-
-    directory: Path
-    trusted_keys: TrustedKeys | Callable[[], TrustedKeys]
-    """The release keys, or how to load them when the first offer comes (saves memory)."""
-    terminal_id: str = ""
-    timezone: str = "UTC"
-    driver_name: str = "maintenance"
-    health_window_s: float = 300.0
-    boot_timeout_s: float = 300.0
-    health_poll_s: float = 5.0
-    busy_retry_s: float = 30.0
-    window_recheck_s: float = 60.0
-    progress_step: float = 0.05
-    download_chunk_bytes: int = DEFAULT_CHUNK_BYTES
-    download_timeout_s: float = 30.0
-    download_max_attempts: int = 30
-    retry_min_s: float = 1.0
-    retry_max_s: float = 300.0
-    max_install_attempts: int = 3
-    ca_file: Path | None = None
 
 
 OfferSource = Callable[[], Awaitable[IncomingCommand]]
@@ -159,12 +142,16 @@ class FirmwareUpdater:
 
     # -- running ------------------------------------------------------------------------------
 
-    async def run(self, next_offer: OfferSource) -> None:
-        """Take offers and work on the current action until cancelled."""
+    async def run(self, next_offer: OfferSource, *, check_orphans: bool = True) -> None:
+        """Take offers and work on the current action until cancelled.
+
+        ``check_orphans=False``: the terminal's slots were checked for an orphaned trial
+        slot already (:class:`~posfleet.agent.firmware_standby.FirmwareStandby` did).
+        """
         try:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._intake(next_offer), name="firmware-offers")
-                tasks.create_task(self._work(), name="firmware-updates")
+                tasks.create_task(self._work(check_orphans), name="firmware-updates")
         finally:
             if self._download is not None:
                 self._download.cancel()
@@ -185,9 +172,10 @@ class FirmwareUpdater:
             except Exception:
                 log.exception("unexpected error while taking a firmware offer")
 
-    async def _work(self) -> None:
+    async def _work(self, check_orphans: bool = True) -> None:
         steps = InstallSteps(self)
-        await steps.check_orphan_trial()
+        if check_orphans:
+            await steps.check_orphan_trial()
         while True:
             if self.current is None:
                 self._wake.clear()

@@ -27,6 +27,7 @@ from typing import Any, Self
 
 import serial
 
+from posfleet.agent.drivers.base import HealthData
 from posfleet.agent.passthrough_observer import LinkObserver
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import NoAckError, PortClosedError, ReplyTimeoutError
@@ -43,7 +44,6 @@ from posfleet.agent.serial.frames import (
 from posfleet.agent.serial.link import MAX_SENDS, T3_ACK_TIMEOUT_S
 from posfleet.agent.serial.port_io import BytePump, PortSettings, open_pump
 from posfleet.async_tasks import cancel_and_wait
-from posfleet.contract.health import HealthMetrics
 
 log = logging.getLogger(__name__)
 
@@ -290,14 +290,14 @@ def _terminal_status(data: bytes) -> int | None:
     return data[3 + size] if len(data) > 3 + size else None
 
 
-ObservedHealth = Callable[[HealthMetrics], HealthMetrics]
+ObservedHealth = Callable[[HealthData], HealthData]
 """Adds what the pass-through saw to a health reading."""
 
 
 def add_ecr_block(passthrough: SerialPassthrough) -> ObservedHealth:
     """The daemon's hook: each health report gets the pass-through's ``ecr`` counters."""
 
-    def observed(metrics: HealthMetrics) -> HealthMetrics:
-        return metrics.model_copy(update={"ecr": passthrough.observer.snapshot()})
+    def observed(metrics: HealthData) -> HealthData:
+        return {**metrics, "ecr": passthrough.observer.snapshot()}
 
     return observed

@@ -17,13 +17,12 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from posfleet.agent.drivers.zvt_messages import ZvtMessage, decode_apdu
 from posfleet.agent.drivers.zvt_result_codes import ResultClass, result_code
 from posfleet.agent.serial.errors import SerialLinkError
 from posfleet.agent.serial.frames import FrameDecoder, FrameReceived
-from posfleet.contract.health import EcrEndOfDay, EcrLink
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +104,7 @@ class _Counts:
     printer_not_ready: int = 0
     printer_ready: bool | None = None
     end_of_day_runs: int = 0
-    last_end_of_day: EcrEndOfDay | None = None
+    last_end_of_day: dict[str, Any] | None = None
     own_status_enquiries: int = 0
     undecodable: int = 0
 
@@ -181,25 +180,26 @@ class LinkObserver:
         """Seconds since the last byte on the link."""
         return self._clock() - self.last_activity
 
-    def snapshot(self) -> EcrLink:
-        """The counters as the health report's ``ecr`` block."""
+    def snapshot(self) -> dict[str, Any]:
+        """The counters as the health report's ``ecr`` block (the contract's ``EcrLink``)."""
         c = self._counts
-        return EcrLink(
-            transactions=c.transactions,
-            approved=c.approved,
-            approved_cents=c.approved_cents,
-            declined_by_code=dict(c.declined),
-            read_errors=c.read_errors,
-            cancelled=c.cancelled,
-            failed_by_code=dict(c.failed),
-            printer_not_ready=c.printer_not_ready,
-            printer_ready=c.printer_ready,
-            transaction_open=self.transaction_open,
-            end_of_day_runs=c.end_of_day_runs,
-            last_end_of_day=c.last_end_of_day,
-            own_status_enquiries=c.own_status_enquiries,
-            undecodable=c.undecodable,
-        )
+        block: dict[str, Any] = {
+            "transactions": c.transactions,
+            "approved": c.approved,
+            "approved_cents": c.approved_cents,
+            "declined_by_code": dict(c.declined),
+            "read_errors": c.read_errors,
+            "cancelled": c.cancelled,
+            "failed_by_code": dict(c.failed),
+            "printer_not_ready": c.printer_not_ready,
+            "printer_ready": c.printer_ready,
+            "transaction_open": self.transaction_open,
+            "end_of_day_runs": c.end_of_day_runs,
+            "last_end_of_day": c.last_end_of_day,
+            "own_status_enquiries": c.own_status_enquiries,
+            "undecodable": c.undecodable,
+        }
+        return block
 
     # --- messages ---------------------------------------------------------------------
 
@@ -249,9 +249,10 @@ class LinkObserver:
         c = self._counts
         if opened.control == END_OF_DAY:
             c.end_of_day_runs += 1
-            c.last_end_of_day = EcrEndOfDay(
-                total_cents=opened.amount_cents or 0, result_code=f"{code:02X}"
-            )
+            c.last_end_of_day = {
+                "total_cents": opened.amount_cents or 0,
+                "result_code": f"{code:02X}",
+            }
             return
         if opened.control != AUTHORIZATION:
             return

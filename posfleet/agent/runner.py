@@ -1,21 +1,26 @@
-"""Compose one agent from its settings: serial link, driver, outbox, uplink, daemon."""
+"""Compose one agent from its settings: serial link, driver, outbox, uplink, daemon.
+
+Only what the settings name is imported: the one driver, and ZVT over TCP/IP or the
+pass-through only when configured (every module is resident memory on a terminal).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import uuid
+import os
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 
 from posfleet.agent.daemon import Agent, AgentIdentity, state_payload
-from posfleet.agent.drivers import MaintenanceDriver, TerminalDriver, ZvtDriver
+from posfleet.agent.drivers.base import HealthData, TerminalDriver
 from posfleet.agent.drivers.zvt_tcp import ZvtTcpLink, is_zvt_tcp_url
 from posfleet.agent.errors import ConfigError
-from posfleet.agent.firmware_updater import UpdaterConfig
+from posfleet.agent.firmware_config import UpdaterConfig
 from posfleet.agent.outbox import Outbox
-from posfleet.agent.passthrough import ObservedHealth, SerialPassthrough, add_ecr_block
-from posfleet.agent.serial import Link, PortSettings, SerialLink
+from posfleet.agent.serial.link import Link, SerialLink
+from posfleet.agent.serial.port_io import PortSettings
 from posfleet.agent.settings import AgentSettings
 from posfleet.agent.uplink import BrokerEndpoint, MqttUplink
 
@@ -25,8 +30,12 @@ log = logging.getLogger(__name__)
 def make_driver(settings: AgentSettings, link: Link) -> TerminalDriver:
     """The driver named in the settings, on ``link``."""
     if settings.driver == "maintenance":
+        from posfleet.agent.drivers.maintenance import MaintenanceDriver
+
         return MaintenanceDriver(link, reply_timeout=settings.reply_timeout_s)
     if settings.driver == "zvt":
+        from posfleet.agent.drivers.zvt import ZvtDriver
+
         return ZvtDriver(link, reply_timeout=settings.reply_timeout_s)
     raise ConfigError(f"driver {settings.driver!r} is not available in this agent build")
 
@@ -84,7 +93,7 @@ async def run_agent(
     """
     identity = AgentIdentity(
         terminal_id=settings.terminal_id,
-        boot_id=uuid.uuid4().hex,
+        boot_id=os.urandom(16).hex(),  # 32 hex digits, as uuid4().hex (without uuid's imports)
         site_id=settings.site_id,
         timezone=settings.timezone,
         merchant_name=settings.merchant_name,
@@ -105,8 +114,10 @@ async def run_agent(
     port = PortSettings(baudrate=settings.baudrate)
     try:
         async with AsyncExitStack() as stack:
-            observed: ObservedHealth | None = None
+            observed: Callable[[HealthData], HealthData] | None = None
             if link is None and settings.zvt_passthrough_ecr_url is not None:
+                from posfleet.agent.passthrough import SerialPassthrough, add_ecr_block
+
                 passthrough = await stack.enter_async_context(
                     SerialPassthrough(
                         settings.zvt_passthrough_ecr_url,

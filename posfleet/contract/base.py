@@ -7,6 +7,10 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from posfleet.contract.vocabulary import utcnow
+
+__all__ = ["AwareDatetime", "Seq", "StrictModel", "utcnow"]
+
 
 def _require_tz(value: datetime) -> datetime:
     if value.tzinfo is None:
@@ -23,11 +27,6 @@ Seq = Annotated[int, Field(ge=0, le=2**63 - 1)]
 
 AwareDatetime = Annotated[datetime, AfterValidator(_require_tz)]
 """A timestamp with an explicit offset, normalised to UTC."""
-
-
-def utcnow() -> datetime:
-    """The current time in UTC, as every payload timestamp is written."""
-    return datetime.now(UTC)
 
 
 class StrictModel(BaseModel):

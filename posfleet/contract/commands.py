@@ -3,12 +3,24 @@
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, Field
 
 from posfleet.contract.base import AwareDatetime, StrictModel
+from posfleet.contract.vocabulary import CommandStatus
+
+__all__ = [
+    "FIRMWARE_CANCEL",
+    "ActionId",
+    "Command",
+    "CommandId",
+    "CommandResult",
+    "CommandStatus",
+    "FirmwareCancelArgs",
+    "JsonObject",
+    "offer_belongs_to",
+]
 
 CommandId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
@@ -40,15 +52,6 @@ class Command(StrictModel):
     issued_by: Annotated[str, Field(min_length=1, max_length=128)]
     issued_at: AwareDatetime
     expires_at: AwareDatetime
-
-
-class CommandStatus(StrEnum):
-    """Final outcome of a command on the terminal."""
-
-    OK = "ok"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    EXPIRED = "expired"
 
 
 class CommandResult(StrictModel):

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
 from posfleet.contract.base import AwareDatetime, Seq, StrictModel
+from posfleet.contract.vocabulary import Component, Severity
 
-
-class Component(StrEnum):
-    """The part of a terminal a fault belongs to."""
-
-    PRINTER = "printer"
-    CARD_READER = "card_reader"
-    PIN_PAD = "pin_pad"
-    TAMPER = "tamper"
-    BATTERY = "battery"
-    POWER = "power"
-    TEMPERATURE = "temperature"
-    NETWORK = "network"
-    STORAGE = "storage"
-    CLOCK = "clock"
-    KEYS = "keys"
-    FIRMWARE = "firmware"
-    SYSTEM = "system"
-    SERIAL_LINK = "serial_link"
-
-
-class Severity(StrEnum):
-    """How urgent a fault is, from least to most."""
-
-    INFO = "info"
-    WARNING = "warning"
-    ERROR = "error"
-    CRITICAL = "critical"
+__all__ = [
+    "Component",
+    "FaultEvent",
+    "Severity",
+]
 
 
 class FaultEvent(StrictModel):

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field
 
 from posfleet.contract.base import AwareDatetime, StrictModel
 from posfleet.contract.state import Version
+from posfleet.contract.vocabulary import UpdateState
+
+__all__ = [
+    "HHMM",
+    "FirmwareManifest",
+    "FirmwareOffer",
+    "MaintenanceWindow",
+    "Sha256",
+    "SignedManifest",
+    "UpdateState",
+    "UpdateStatus",
+]
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 HHMM = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
@@ -61,21 +72,6 @@ class FirmwareOffer(StrictModel):
     window: MaintenanceWindow
     not_before: AwareDatetime | None = None
     expires_at: AwareDatetime
-
-
-class UpdateState(StrEnum):
-    """Where a terminal's update stands."""
-
-    ACCEPTED = "accepted"
-    WAITING_WINDOW = "waiting_window"
-    DOWNLOADING = "downloading"
-    VERIFYING = "verifying"
-    INSTALLING = "installing"
-    REBOOTING = "rebooting"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    REJECTED = "rejected"
-    ROLLED_BACK = "rolled_back"
 
 
 class UpdateStatus(StrictModel):

@@ -9,60 +9,34 @@ sub-object is optional so that a terminal reports only what its hardware has
 from __future__ import annotations
 
 from datetime import date
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, NonNegativeInt
 
 from posfleet.contract.base import AwareDatetime, Seq, StrictModel
+from posfleet.contract.vocabulary import PRINTER_WORKING, NetworkType, PrinterStatus, RebootReason
+
+__all__ = [
+    "PRINTER_WORKING",
+    "Battery",
+    "CardReader",
+    "EcrEndOfDay",
+    "EcrLink",
+    "HealthMetrics",
+    "HealthReport",
+    "Keys",
+    "Network",
+    "NetworkType",
+    "Percent",
+    "Printer",
+    "PrinterStatus",
+    "ReaderCounters",
+    "RebootReason",
+    "ResultCodeHex",
+    "Transactions",
+]
 
 Percent = Annotated[float, Field(ge=0, le=100)]
-
-
-class PrinterStatus(StrEnum):
-    """State of the receipt printer."""
-
-    OK = "ok"
-    PAPER_LOW = "paper_low"
-    NO_PAPER = "no_paper"
-    JAM = "jam"
-    COVER_OPEN = "cover_open"
-    OVERHEAT = "overheat"
-    FAULT = "fault"
-
-    @property
-    def working(self) -> bool:
-        """Whether the printer can print: ``ok`` or ``paper_low`` (it still prints).
-
-        The one definition the printer-fault counts of telemetry, the hourly rollups and
-        the built-in rule's ``clear_when`` share (a test checks the rule agrees)."""
-        return self in PRINTER_WORKING
-
-
-PRINTER_WORKING: frozenset[PrinterStatus] = frozenset({PrinterStatus.OK, PrinterStatus.PAPER_LOW})
-"""The states in which the printer can print (see :attr:`PrinterStatus.working`)."""
-
-
-class NetworkType(StrEnum):
-    """The link a terminal uses to reach its acquirer."""
-
-    ETHERNET = "ethernet"
-    WIFI = "wifi"
-    CELLULAR = "cellular"
-    DIALUP = "dialup"
-
-
-class RebootReason(StrEnum):
-    """Why the terminal last started."""
-
-    POWER_ON = "power_on"
-    USER = "user"
-    REMOTE = "remote"
-    WATCHDOG = "watchdog"
-    CRASH = "crash"
-    FIRMWARE_UPDATE = "firmware_update"
-    LOW_BATTERY = "low_battery"
-    UNKNOWN = "unknown"
 
 
 class Battery(StrictModel):

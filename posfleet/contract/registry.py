@@ -13,6 +13,9 @@ from posfleet.contract.firmware import FirmwareOffer, UpdateStatus
 from posfleet.contract.health import HealthReport
 from posfleet.contract.state import Inventory, State
 from posfleet.contract.topics import Channel, Topic
+from posfleet.contract.vocabulary import MAX_PAYLOAD_BYTES
+
+__all__ = ["MAX_PAYLOAD_BYTES", "MODEL_FOR_CHANNEL", "Message", "PayloadError", "decode", "encode"]
 
 MODEL_FOR_CHANNEL: dict[Channel, type[BaseModel]] = {
     Channel.STATE: State,
@@ -24,9 +27,6 @@ MODEL_FOR_CHANNEL: dict[Channel, type[BaseModel]] = {
     Channel.FW_OFFER: FirmwareOffer,
     Channel.FW_STATUS: UpdateStatus,
 }
-
-MAX_PAYLOAD_BYTES = 64 * 1024
-"""Largest payload the centre accepts on any channel."""
 
 
 class PayloadError(ContractError):

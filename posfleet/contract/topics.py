@@ -95,13 +95,18 @@ def terminal_filter(terminal_id: str) -> str:
     return f"{PREFIX}/{validate_terminal_id(terminal_id)}/#"
 
 
+def channel_filter(channel: Channel) -> str:
+    """The filter matching ``channel`` of every terminal (``pos/v1/+/<channel>``)."""
+    return f"{PREFIX}/+/{channel.value}"
+
+
 def uplink_filters(share_group: str | None = None) -> list[str]:
     """Subscription filters for everything terminals publish.
 
     With ``share_group`` the filters are MQTT v5 shared subscriptions
     (``$share/<group>/...``) so several central instances split the load.
     """
-    filters = [f"{PREFIX}/+/{c.value}" for c in UPLINK_CHANNELS]
+    filters = [channel_filter(c) for c in UPLINK_CHANNELS]
     if share_group is None:
         return filters
     if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", share_group):

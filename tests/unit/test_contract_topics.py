@@ -10,6 +10,7 @@ from posfleet.contract import (
     Channel,
     Topic,
     TopicError,
+    channel_filter,
     topic,
     uplink_filters,
     validate_terminal_id,
@@ -55,6 +56,11 @@ def test_bad_terminal_ids_are_rejected(bad_id: str) -> None:
 def test_off_contract_topics_are_rejected_with_a_reason(name: str, reason: str) -> None:
     with pytest.raises(TopicError, match=reason):
         Topic.parse(name)
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+def test_a_channel_filter_is_that_channel_of_every_terminal(channel: Channel) -> None:
+    assert channel_filter(channel) == topic("T-1", channel).replace("/T-1/", "/+/")
 
 
 def test_uplink_filters_cover_exactly_what_terminals_publish() -> None:

@@ -10,9 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import IntEnum, StrEnum
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from posfleet.contract import Component, HealthMetrics, Severity
+from posfleet.contract import Component, Severity
+
+if TYPE_CHECKING:
+    from posfleet.contract import HealthMetrics
+
+HealthData = dict[str, Any]
+"""A health reading as plain data: the fields of the contract's ``HealthMetrics`` (names,
+nesting and bounds checked by :func:`posfleet.agent.wire.check_field`), absent when not
+measured. What the agent's loop reads and publishes without building pydantic models."""
 
 
 @dataclass(frozen=True)
@@ -163,8 +171,12 @@ class TerminalDriver(Protocol):
         """Model, serial number, versions and capabilities."""
         ...
 
+    async def read_health_data(self) -> HealthData:
+        """Every metric the terminal can measure, now, as plain data (the agent's loop)."""
+        ...
+
     async def read_health(self) -> HealthMetrics:
-        """Every metric the terminal can measure, now."""
+        """The same reading as the contract's model (imports pydantic: for commands)."""
         ...
 
     async def read_faults(self) -> list[DetectedFault]:

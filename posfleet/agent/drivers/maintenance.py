@@ -6,7 +6,7 @@ import functools
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from posfleet.agent.drivers.base import (
     CollectedLogs,
@@ -17,6 +17,7 @@ from posfleet.agent.drivers.base import (
     DiagnosticTest,
     FirmwareSlots,
     FirmwareTransfer,
+    HealthData,
     TerminalCounters,
     TerminalIdentity,
 )
@@ -45,14 +46,16 @@ from posfleet.agent.drivers.maintenance_codes import (
 )
 from posfleet.agent.drivers.maintenance_protocol import (
     fault_from_tlv,
-    health_from_tlv,
+    health_data_from_tlv,
     identity_from_tlv,
 )
 from posfleet.agent.serial.apdu import Apdu
 from posfleet.agent.serial.errors import TlvError
 from posfleet.agent.serial.link import Link
 from posfleet.agent.serial.tlv import Tlv, TlvRecord, sint_tlv, text_tlv, uint_tlv
-from posfleet.contract import HealthMetrics
+
+if TYPE_CHECKING:
+    from posfleet.contract import HealthMetrics
 
 log = logging.getLogger(__name__)
 
@@ -85,14 +88,20 @@ class MaintenanceDriver:
         record = await self._call(Instruction.IDENTIFY)
         return self._parse("IDENTIFY", lambda: identity_from_tlv(record))
 
-    async def read_health(self) -> HealthMetrics:
+    async def read_health_data(self) -> HealthData:
         """Every metric the terminal reports; invalid sections are dropped and counted."""
         record = await self._call(Instruction.READ_HEALTH)
-        metrics, rejected = self._parse("READ HEALTH", lambda: health_from_tlv(record))
+        metrics, rejected = self._parse("READ HEALTH", lambda: health_data_from_tlv(record))
         if rejected:
             self.rejected_metrics += len(rejected)
             log.warning("terminal sent invalid health metrics, left out: %s", "; ".join(rejected))
         return metrics
+
+    async def read_health(self) -> HealthMetrics:
+        """:meth:`read_health_data` as the contract's model (imports pydantic)."""
+        from posfleet.contract import HealthMetrics
+
+        return HealthMetrics.model_validate(await self.read_health_data())
 
     async def read_faults(self) -> list[DetectedFault]:
         """Faults raised since the previous call, oldest first."""

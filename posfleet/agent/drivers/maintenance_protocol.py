@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from pydantic import ValidationError
-
-from posfleet.agent.drivers.base import DetectedFault, TerminalIdentity
+from posfleet.agent import wire
+from posfleet.agent.drivers.base import DetectedFault, HealthData, TerminalIdentity
 from posfleet.agent.drivers.maintenance_codes import (
     MAINTENANCE_CLASS,
     MAX_FAULTS_PER_REPLY,
@@ -35,21 +34,10 @@ from posfleet.agent.serial.tlv import (
     text_tlv,
     uint_tlv,
 )
-from posfleet.contract import (
-    Battery,
-    CardReader,
-    Component,
-    HealthMetrics,
-    Keys,
-    Network,
-    NetworkType,
-    Printer,
-    PrinterStatus,
-    ReaderCounters,
-    RebootReason,
-    Severity,
-    Transactions,
-)
+from posfleet.contract import Component, NetworkType, PrinterStatus, RebootReason, Severity
+
+if TYPE_CHECKING:
+    from posfleet.contract import HealthMetrics
 
 __all__ = [
     "MAINTENANCE_CLASS",
@@ -60,6 +48,7 @@ __all__ = [
     "Tag",
     "fault_from_tlv",
     "fault_to_tlv",
+    "health_data_from_tlv",
     "health_from_tlv",
     "health_to_tlv",
     "identity_from_tlv",
@@ -225,24 +214,26 @@ def health_to_tlv(m: HealthMetrics) -> list[Tlv]:
     return items
 
 
-def health_from_tlv(record: TlvRecord) -> tuple[HealthMetrics, list[str]]:
-    """Parse READ HEALTH reply data.
+def health_data_from_tlv(record: TlvRecord) -> tuple[HealthData, list[str]]:
+    """Parse READ HEALTH reply data into plain health data (no pydantic: the agent's loop).
 
-    Returns the metrics and the names of sections that were present but invalid: those are
-    left out (and reported) rather than costing the rest of the report. Unknown tags are
-    ignored, so terminals may add metrics before the agent knows them.
+    Returns the metrics, each section checked against the contract's ``HealthMetrics``
+    (:func:`posfleet.agent.wire.check_field`), and the names of sections that were present
+    but invalid: those are left out (and reported) rather than costing the rest of the
+    report. Unknown tags are ignored, so terminals may add metrics before the agent knows them.
     """
     rejected: list[str] = []
-    fields: dict[str, object] = {}
+    fields: HealthData = {}
 
     def section(name: str, build: Callable[[], object]) -> None:
         try:
             value = build()
-        except (TlvError, ValidationError, ValueError) as exc:
+            if value is not None:
+                fields[name] = wire.check_field("HealthMetrics", name, value)
+        except wire.WireError as exc:
+            rejected.append(str(exc))
+        except (TlvError, ValueError) as exc:
             rejected.append(f"{name}: {_first_line(exc)}")
-            return
-        if value is not None:
-            fields[name] = value
 
     r = record
     section("tamper", lambda: r.flag(Tag.TAMPER))
@@ -258,32 +249,35 @@ def health_from_tlv(record: TlvRecord) -> tuple[HealthMetrics, list[str]]:
     section("transactions", lambda: _transactions(r))
     section("uptime_s", lambda: r.uint(Tag.UPTIME_S))
     section("reboot_reason", lambda: _reboot_reason(r))
-    # Each section was validated on its own, but the top-level bounds (percentages,
-    # temperature) are checked here: drop any that fail, one by one.
-    while True:
-        try:
-            return HealthMetrics.model_validate(fields), rejected
-        except ValidationError as exc:
-            bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]}
-            if not bad or not bad <= fields.keys():
-                raise TlvError(f"health reply does not validate: {_first_line(exc)}") from exc
-            for name in bad:
-                rejected.append(f"{name}: out of range ({fields.pop(name)!r})")
+    return fields, rejected
+
+
+def health_from_tlv(record: TlvRecord) -> tuple[HealthMetrics, list[str]]:
+    """:func:`health_data_from_tlv` as the contract's model (imports pydantic)."""
+    from posfleet.contract import HealthMetrics
+
+    fields, rejected = health_data_from_tlv(record)
+    return HealthMetrics.model_validate(fields), rejected
 
 
 def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
+def _present(**values: Any) -> dict[str, Any]:
+    """A section as plain data, without the values the terminal did not send."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 def _scaled(value: int | None, divisor: int) -> float | None:
     return None if value is None else value / divisor
 
 
-def _battery(r: TlvRecord) -> Battery | None:
+def _battery(r: TlvRecord) -> dict[str, Any] | None:
     permille = r.uint(Tag.BATTERY_PERMILLE)
     if permille is None:
         return None
-    return Battery(
+    return _present(
         percent=permille / 10,
         charging=bool(r.flag(Tag.BATTERY_CHARGING)),
         health_percent=_scaled(r.uint(Tag.BATTERY_HEALTH_PERMILLE), 10),
@@ -291,17 +285,17 @@ def _battery(r: TlvRecord) -> Battery | None:
     )
 
 
-def _printer(r: TlvRecord) -> Printer | None:
+def _printer(r: TlvRecord) -> dict[str, Any] | None:
     status = r.uint(Tag.PRINTER_STATUS)
     if status is None:
         return None
-    return Printer(
+    return _present(
         status=_code(PRINTER_STATUS_CODES, Tag.PRINTER_STATUS, status),
         lines_printed=r.uint(Tag.PRINTER_LINES),
     )
 
 
-def _card_reader(r: TlvRecord) -> CardReader | None:
+def _card_reader(r: TlvRecord) -> dict[str, Any] | None:
     tags = (
         Tag.CHIP_READS,
         Tag.CHIP_ERRORS,
@@ -314,15 +308,15 @@ def _card_reader(r: TlvRecord) -> CardReader | None:
     if all(v is None for v in values) and r.raw(Tag.CARD_INSERTIONS) is None:
         return None
     chip_r, chip_e, mag_r, mag_e, cl_r, cl_e = (v or 0 for v in values)
-    return CardReader(
-        chip=ReaderCounters(reads=chip_r, errors=chip_e),
-        magstripe=ReaderCounters(reads=mag_r, errors=mag_e),
-        contactless=ReaderCounters(reads=cl_r, errors=cl_e),
+    return _present(
+        chip={"reads": chip_r, "errors": chip_e},
+        magstripe={"reads": mag_r, "errors": mag_e},
+        contactless={"reads": cl_r, "errors": cl_e},
         insertions_total=r.uint(Tag.CARD_INSERTIONS),
     )
 
 
-def _network(r: TlvRecord) -> Network | None:
+def _network(r: TlvRecord) -> dict[str, Any] | None:
     kind = r.uint(Tag.NETWORK_TYPE)
     if kind is None:
         return None
@@ -330,7 +324,7 @@ def _network(r: TlvRecord) -> Network | None:
     if reachable is None:
         raise TlvError("network type given without host-reachable flag")
     latency = r.uint(Tag.HOST_LATENCY_MS)
-    return Network(
+    return _present(
         type=_code(NETWORK_TYPE_CODES, Tag.NETWORK_TYPE, kind),
         rssi_dbm=r.sint(Tag.RSSI_DBM),
         host_reachable=reachable,
@@ -339,7 +333,7 @@ def _network(r: TlvRecord) -> Network | None:
     )
 
 
-def _keys(r: TlvRecord) -> Keys | None:
+def _keys(r: TlvRecord) -> dict[str, Any] | None:
     missing, remaining, expiry = (
         r.flag(Tag.KEY_MISSING),
         r.uint(Tag.DUKPT_REMAINING),
@@ -352,10 +346,10 @@ def _keys(r: TlvRecord) -> Keys | None:
         if len(expiry) != 8 or not expiry.isdigit():
             raise TlvError(f"key expiry {expiry!r} is not YYYYMMDD")
         expiry_date = date(int(expiry[:4]), int(expiry[4:6]), int(expiry[6:]))
-    return Keys(dukpt_remaining=remaining, key_expiry=expiry_date, key_missing=bool(missing))
+    return _present(dukpt_remaining=remaining, key_expiry=expiry_date, key_missing=bool(missing))
 
 
-def _transactions(r: TlvRecord) -> Transactions | None:
+def _transactions(r: TlvRecord) -> dict[str, Any] | None:
     tags = (Tag.TX_APPROVED, Tag.TX_DECLINED, Tag.TX_FAILED, Tag.TX_UNSETTLED)
     approved, declined, failed, unsettled = (r.uint(tag) for tag in tags)
     in_progress = r.flag(Tag.TX_IN_PROGRESS)
@@ -371,7 +365,7 @@ def _transactions(r: TlvRecord) -> Transactions | None:
     present = (approved, declined, failed, unsettled, in_progress)
     if all(v is None for v in present) and not codes:
         return None
-    return Transactions(
+    return _present(
         approved=approved or 0,
         declined=declined or 0,
         failed=failed or 0,

@@ -24,8 +24,9 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from posfleet.agent.drivers.base import DetectedFault, TerminalIdentity
+from posfleet.agent.drivers.base import DetectedFault, HealthData, TerminalIdentity
 from posfleet.agent.drivers.errors import MalformedReplyError, TerminalRefusedError
 from posfleet.agent.drivers.zvt_messages import ZvtMessage, decode_message
 from posfleet.agent.drivers.zvt_protocol import (
@@ -38,7 +39,10 @@ from posfleet.agent.drivers.zvt_protocol import (
 from posfleet.agent.drivers.zvt_result_codes import fault_for
 from posfleet.agent.serial.apdu import Apdu, success
 from posfleet.agent.serial.link import ConversationLink, Link
-from posfleet.contract import HealthMetrics, Keys, Printer, PrinterStatus
+from posfleet.contract import PrinterStatus
+
+if TYPE_CHECKING:
+    from posfleet.contract import HealthMetrics
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +135,24 @@ class ZvtDriver:
             capabilities=["zvt"],
         )
 
-    async def read_health(self) -> HealthMetrics:
+    async def read_health_data(self) -> HealthData:
         """The partial health a Status Enquiry gives (see the module docstring)."""
         code = (await self._converse(status_enquiry(self.password))).status_code
         self._status_code = code
-        return HealthMetrics(
-            tamper=code in (0x89, 0xED),
-            printer=Printer(status=PrinterStatus.FAULT if code == 0xCC else PrinterStatus.OK),
-            keys=Keys(key_missing=code == 0x85, dukpt_remaining=0 if code == 0x74 else None),
-        )
+        keys: HealthData = {"key_missing": code == 0x85}
+        if code == 0x74:
+            keys["dukpt_remaining"] = 0
+        return {
+            "printer": {"status": PrinterStatus.FAULT if code == 0xCC else PrinterStatus.OK},
+            "keys": keys,
+            "tamper": code in (0x89, 0xED),
+        }
+
+    async def read_health(self) -> HealthMetrics:
+        """:meth:`read_health_data` as the contract's model (imports pydantic)."""
+        from posfleet.contract import HealthMetrics
+
+        return HealthMetrics.model_validate(await self.read_health_data())
 
     async def read_faults(self) -> list[DetectedFault]:
         """Faults whose result code appeared since the previous call."""
