@@ -2,7 +2,9 @@
 
 Public surface: :class:`Ingest` with its :class:`IngestStats`, the connection settings
 :class:`BrokerConnection`, the broker-free batch step (:func:`store_batch`), the
-InfluxDB telemetry sink (:class:`InfluxSink`) and the periodic :class:`Housekeeping`.
+InfluxDB telemetry sink (:class:`InfluxSink`), the periodic :class:`Housekeeping`, and
+egress: the one downlink :class:`MqttPublisher` (with its :class:`BrokerLogin`), the
+:class:`Publisher` protocol and the in-memory :class:`MemoryPublisher`.
 
 Names are imported on first use, so that a process needing only one part (the store
 writer process imports no MQTT, HTTP or InfluxDB client) starts quickly.
@@ -14,6 +16,12 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from posfleet.broker_bridge.downlink import (
+        BrokerLogin,
+        MemoryPublisher,
+        MqttPublisher,
+        Publisher,
+    )
     from posfleet.broker_bridge.errors import BridgeError, NotSubscribedError
     from posfleet.broker_bridge.gc_tuning import tune_gc
     from posfleet.broker_bridge.housekeeping import (
@@ -38,6 +46,10 @@ _HOMES: dict[str, str] = {
     "BatchOutcome": "posfleet.broker_bridge.ingest_batch",
     "BridgeError": "posfleet.broker_bridge.errors",
     "BrokerConnection": "posfleet.broker_bridge.mqtt_settings",
+    "BrokerLogin": "posfleet.broker_bridge.downlink",
+    "MemoryPublisher": "posfleet.broker_bridge.downlink",
+    "MqttPublisher": "posfleet.broker_bridge.downlink",
+    "Publisher": "posfleet.broker_bridge.downlink",
     "ChannelHandler": "posfleet.broker_bridge.ingest_batch",
     "DEFAULT_HANDLERS": "posfleet.broker_bridge.ingest_batch",
     "Histogram": "posfleet.broker_bridge.ingest_stats",
@@ -62,6 +74,7 @@ __all__ = [
     "BatchOutcome",
     "BridgeError",
     "BrokerConnection",
+    "BrokerLogin",
     "ChannelHandler",
     "Histogram",
     "Housekeeping",
@@ -70,7 +83,10 @@ __all__ = [
     "InfluxSink",
     "Ingest",
     "IngestStats",
+    "MemoryPublisher",
+    "MqttPublisher",
     "NotSubscribedError",
+    "Publisher",
     "RawMessage",
     "SinkStats",
     "StoredHook",

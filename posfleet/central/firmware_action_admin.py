@@ -81,10 +81,10 @@ async def push_local(settings: CentralSettings, push: PushBodyFields, *, actor: 
     :data:`BROKER_WAIT_S`, the Actions stay ``created`` and the running central service
     offers them (``"offered": 0`` says so).
     """
+    from posfleet.broker_bridge.downlink import MqttPublisher
+    from posfleet.broker_bridge.errors import NotSubscribedError
     from posfleet.central.service import command_login, firmware_offers
     from posfleet.dashboard.firmware_actions_api import BodyInvalidError, PushBody
-    from posfleet.diagnostics.command_channel import MqttCommandSender
-    from posfleet.diagnostics.errors import DiagnosticsError
     from posfleet.firmware.errors import ArtifactError
 
     try:
@@ -93,11 +93,11 @@ async def push_local(settings: CentralSettings, push: PushBodyFields, *, actor: 
         raise FirmwareActionAdminError(str(exc.errors()[0]["msg"])) from None
     except BodyInvalidError as exc:
         raise FirmwareActionAdminError(exc.message) from None
-    async with _engine(settings) as engine, MqttCommandSender(command_login(settings)) as channel:
+    async with _engine(settings) as engine, MqttPublisher(command_login(settings)) as channel:
         offers = firmware_offers(settings, engine, channel)
         try:
             await channel.wait_ready(BROKER_WAIT_S)
-        except DiagnosticsError as exc:
+        except NotSubscribedError as exc:
             log.warning("%s; the central service will publish the offers", exc)
             offers.publisher = None
         try:
@@ -160,16 +160,16 @@ async def cancel_local(
     the broker does not answer within :data:`BROKER_WAIT_S`, the running central
     service tells it on its next round.
     """
+    from posfleet.broker_bridge.downlink import MqttPublisher
+    from posfleet.broker_bridge.errors import NotSubscribedError
     from posfleet.central.service import command_login, firmware_offers
-    from posfleet.diagnostics.command_channel import MqttCommandSender
-    from posfleet.diagnostics.errors import DiagnosticsError
     from posfleet.firmware.errors import FirmwareError
 
-    async with _engine(settings) as engine, MqttCommandSender(command_login(settings)) as channel:
+    async with _engine(settings) as engine, MqttPublisher(command_login(settings)) as channel:
         offers = firmware_offers(settings, engine, channel)
         try:
             await channel.wait_ready(BROKER_WAIT_S)
-        except DiagnosticsError as exc:
+        except NotSubscribedError as exc:
             log.warning("%s; the central service will tell the terminal", exc)
             offers.publisher = None
         try:

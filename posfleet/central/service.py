@@ -18,6 +18,7 @@ from datetime import timedelta
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher, Publisher
 from posfleet.broker_bridge.gc_tuning import tune_gc
 from posfleet.broker_bridge.housekeeping import Housekeeping, HousekeepingSchedule
 from posfleet.broker_bridge.influx_sink import InfluxSink
@@ -35,7 +36,7 @@ from posfleet.dashboard.metrics_endpoint import HOUSEKEEPING_KEY, INGEST_KEY
 from posfleet.dashboard.rollout_service import ROLLOUT_RUNNER_KEY
 from posfleet.dashboard.security_headers import BEHIND_TLS_PROXY_KEY
 from posfleet.diagnostics.backup_schedule import BackupSchedule, ScheduledBackups
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender
+from posfleet.diagnostics.command_channel import DownlinkCommandSender
 from posfleet.diagnostics.command_results_ingest import CommandResultHandler
 from posfleet.diagnostics.command_sweeper import CommandSweeper
 from posfleet.diagnostics.config_backups import on_command_result
@@ -78,7 +79,7 @@ def broker_connection(settings: CentralSettings) -> BrokerConnection:
 
 
 def command_login(settings: CentralSettings) -> BrokerLogin:
-    """The playbooks' command channel: the central service's broker user."""
+    """The downlink's login (commands, offers): the central service's broker user."""
     return BrokerLogin(
         host=settings.broker_host,
         port=settings.broker_port,
@@ -115,7 +116,7 @@ def housekeeping_schedule(settings: CentralSettings) -> HousekeepingSchedule:
 
 
 def firmware_offers(
-    settings: CentralSettings, engine: AsyncEngine, publisher: MqttCommandSender
+    settings: CentralSettings, engine: AsyncEngine, publisher: Publisher
 ) -> FirmwareOffers:
     """Pushes and offers: tokens under the download secret, URLs under the public address.
 
@@ -193,13 +194,13 @@ def _ingest_ctx(
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         async with (
             Diagnostics(engine, settings.diagnostics, owns=_owns(settings)) as diagnostics,
-            MqttCommandSender(command_login(settings)) as commands,
-            CommandSweeper(engine, commands),
-            ScheduledBackups(engine, commands, backup_schedule(settings)),
+            MqttPublisher(command_login(settings)) as downlink,
+            CommandSweeper(engine, downlink),
+            ScheduledBackups(engine, downlink, backup_schedule(settings)),
             report_summaries(settings, engine, diagnostics),
             telemetry_sinks(settings) as sinks,
             Housekeeping(engine, housekeeping_schedule(settings)) as housekeeping,
-            ActionSweeper(firmware_offers(settings, engine, commands)) as firmware,
+            ActionSweeper(firmware_offers(settings, engine, downlink)) as firmware,
             rollout_runner(settings, engine, firmware.offers) as rollouts,
             Ingest(
                 broker_connection(settings),
@@ -222,8 +223,8 @@ def _ingest_ctx(
             app[INGEST_KEY] = ingest
             app[HOUSEKEEPING_KEY] = housekeeping
             app[DIAGNOSTICS_KEY] = diagnostics
-            app[PLAYBOOK_RUNNER_KEY] = PlaybookRunner(engine, commands)
-            app[COMMANDS_KEY] = commands
+            app[PLAYBOOK_RUNNER_KEY] = PlaybookRunner(engine, DownlinkCommandSender(downlink))
+            app[COMMANDS_KEY] = downlink
             app[FIRMWARE_OFFERS_KEY] = firmware.offers
             app[ROLLOUT_RUNNER_KEY] = rollouts
             app[RULE_ENGINE_KEY] = diagnostics.rule_engine

@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.dashboard.login_throttle import LoginThrottle
 from posfleet.dashboard.rejections import Rejections
 from posfleet.dashboard.session_tokens import Session, SessionSigner
-from posfleet.diagnostics.remote_commands import CommandPublisher
 from posfleet.store.accounts import Principal
 
 ENGINE_KEY = web.AppKey("engine", AsyncEngine)
@@ -22,6 +22,6 @@ PRINCIPAL_KEY = web.RequestKey("principal", Principal)
 SESSION_KEY = web.RequestKey("session", Session)
 """The browser session of a request authenticated by cookie (absent for API tokens)."""
 
-COMMANDS_KEY = web.AppKey[CommandPublisher]("command_publisher")
-"""Optional: what issues staff commands to terminals (the central service's MQTT sender);
+COMMANDS_KEY = web.AppKey[Publisher]("command_publisher")
+"""Optional: what issues staff commands to terminals (the central service's downlink);
 without it (no broker) a command is recorded queued and sent once a central service runs."""

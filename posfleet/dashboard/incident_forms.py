@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from posfleet.dashboard.templating import _
+from posfleet.diagnostics.incident_lifecycle import Step, allows
 from posfleet.diagnostics.playbook_targets import ALL_TARGETS
 from posfleet.diagnostics.rule_model import Escalation
-from posfleet.store.incidents import IncidentKind, IncidentRecord, IncidentState
+from posfleet.store.incidents import IncidentKind, IncidentRecord
 
 MAX_TEXT = 4000
 
@@ -117,8 +118,8 @@ def action_forms(record: IncidentRecord, base: str, options: ActionOptions) -> A
         return None
     return ActionForms(
         base=base,
-        can_acknowledge=record.state is IncidentState.OPEN,
-        unresolved=record.state is not IncidentState.RESOLVED,
+        can_acknowledge=allows(Step.ACKNOWLEDGE, record.state),
+        unresolved=allows(Step.RESOLVE, record.state),
         playbooks=_playbooks(record, options),
         targets=_targets(record, options),
         assignees=_assignees(record, options),

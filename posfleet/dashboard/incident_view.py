@@ -25,14 +25,13 @@ from posfleet.dashboard.incident_reading import (
 from posfleet.dashboard.incident_runs_view import RunArticle, run_article
 from posfleet.dashboard.templating import _
 from posfleet.diagnostics.incident_guidance import Guidance
+from posfleet.diagnostics.incident_lifecycle import CONDITION_CLEARED
 from posfleet.diagnostics.rule_model import Escalation
 from posfleet.store.incidents import IncidentKind, IncidentNote, IncidentRecord, IncidentState
 
 INCIDENTS_PATH = "/incidents"
 FILTER_STATES: tuple[str | None, ...] = (None, "open", "acknowledged", "resolved")
 """The list's state filters; None is "open and acknowledged" (the template words them)."""
-CONDITION_CLEARED = "condition cleared"
-"""The resolution the ingest writes when an incident's condition clears by itself."""
 DURATION_UNITS = (("d", 86_400), ("h", 3_600), ("min", 60))
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S UTC"
 _SEVERITY_KIND = {"critical": "bad", "error": "bad", "warning": "warn"}

@@ -19,10 +19,10 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import utcnow
 from posfleet.diagnostics.config_backups import SCHEDULE_ACTOR, take_backup
 from posfleet.diagnostics.errors import DiagnosticsError
-from posfleet.diagnostics.remote_commands import CommandPublisher
 from posfleet.firmware.background_loop import BackgroundLoop
 from posfleet.store.config_backups import due_for_backup
 
@@ -67,7 +67,7 @@ class ScheduledBackups(BackgroundLoop):
     def __init__(
         self,
         engine: AsyncEngine,
-        publisher: CommandPublisher | None,
+        publisher: Publisher | None,
         schedule: BackupSchedule = BackupSchedule(),
         *,
         clock: Callable[[], datetime] = utcnow,

@@ -20,8 +20,9 @@ from typing import ClassVar
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import utcnow
-from posfleet.diagnostics.remote_commands import CommandPublisher, publish_command
+from posfleet.diagnostics.remote_commands import publish_command
 from posfleet.firmware.background_loop import BackgroundLoop
 from posfleet.store.engine import write_transaction
 from posfleet.store.terminal_commands import (
@@ -55,7 +56,7 @@ class CommandSweeper(BackgroundLoop):
     def __init__(
         self,
         engine: AsyncEngine,
-        publisher: CommandPublisher | None,
+        publisher: Publisher | None,
         *,
         interval: timedelta = SWEEP_INTERVAL,
         running_grace: timedelta = RUNNING_GRACE,

@@ -23,6 +23,7 @@ from datetime import timedelta
 import pydantic
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import utcnow
 from posfleet.diagnostics.config_diff import ConfigDiff, diff_params, restorable
 from posfleet.diagnostics.errors import (
@@ -31,7 +32,6 @@ from posfleet.diagnostics.errors import (
     UnknownTerminalError,
 )
 from posfleet.diagnostics.remote_commands import (
-    CommandPublisher,
     CommandRecord,
     CommandState,
     issue_command,
@@ -74,7 +74,7 @@ class _BackupOutput(pydantic.BaseModel):
 
 async def take_backup(
     engine: AsyncEngine,
-    publisher: CommandPublisher | None,
+    publisher: Publisher | None,
     terminal_id: str,
     *,
     issued_by: str,
@@ -219,7 +219,7 @@ async def _check_restore(conn: AsyncConnection, backup: BackupRecord, target: st
 
 async def restore_backup(
     engine: AsyncEngine,
-    publisher: CommandPublisher | None,
+    publisher: Publisher | None,
     backup_id: int,
     target_terminal_id: str,
     *,

@@ -1,4 +1,9 @@
-"""Turning the engine's findings into incidents: open, reopen, resolve, group, notify."""
+"""Turning the engine's findings into incidents: open, reopen, resolve, group, notify.
+
+What each finding does to an incident is :mod:`posfleet.diagnostics.incident_lifecycle`'s
+decision; this module reads what the decision needs, writes it with the store's plain
+queries, and sends the notifications it names.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from posfleet.diagnostics.findings import Finding, FindingKind
@@ -18,24 +22,41 @@ from posfleet.diagnostics.fleet_correlation import (
     Peer,
     choose_group,
 )
+from posfleet.diagnostics.incident_lifecycle import (
+    Refusal,
+    Repeat,
+    Transition,
+    condition_cleared,
+    condition_holds,
+    group_merged,
+    group_recovered,
+    opening_notice,
+    take_over,
+)
 from posfleet.diagnostics.rule_model import Rule
 from posfleet.diagnostics.webhooks import NotificationEvent
 from posfleet.store.engine import write_transaction
+from posfleet.store.incident_groups import (
+    count_unresolved_children,
+    list_group_candidates,
+    other_parents,
+    shared_identity,
+)
 from posfleet.store.incidents import (
     IncidentKind,
     IncidentRecord,
     IncidentSpec,
-    IncidentState,
     OpenOutcome,
-    count_unresolved_children,
+    count_occurrence,
     get_incident,
+    get_open_incident,
+    latest_resolved,
     open_incident,
-    resolve_open_incident,
-    retarget_open_incident,
     set_parent,
+    terminal_identity,
     terminal_open_key,
+    update_incident,
 )
-from posfleet.store.schema import incidents, terminals
 
 log = logging.getLogger(__name__)
 
@@ -104,10 +125,10 @@ class IncidentRecorder:
         # Read before the write transaction: on SQLite a transaction that reads first
         # cannot wait for the write lock (it fails as "locked"); one that writes first can.
         async with self._engine.connect() as conn:
-            identity = await _identity(conn, finding.terminal_id)
+            identity = await terminal_identity(conn, finding.terminal_id)
         async with write_transaction(self._engine) as conn:
             spec = _spec(finding, identity)
-            incident_id, outcome = await open_incident(
+            incident_id, outcome = await open_or_reopen(
                 conn, spec, now=finding.at, flap_window=self.settings.flap_window
             )
             group = None
@@ -121,23 +142,21 @@ class IncidentRecorder:
             self.stats.reopened += 1
         else:
             self.stats.opened += 1
-        if record is not None and record.parent_id is None:
-            self._notify(NotificationEvent.OPENED, record)
+        if record is not None:
+            self._notify(opening_notice(record, outcome), record)
         if group is not None:
-            fleet_record, fleet_new = group
-            if fleet_new:
-                self._notify(NotificationEvent.ESCALATED, fleet_record)
+            self._notify(opening_notice(*group), group[0])
 
     async def _taken_over(self, finding: Finding) -> None:
         """The reported fault's incident becomes the rule's; without one, as if opened."""
         replaced = finding.replaces
         assert replaced is not None, "a take-over names the reported fault it replaces"
         async with self._engine.connect() as conn:
-            identity = await _identity(conn, finding.terminal_id)
+            identity = await terminal_identity(conn, finding.terminal_id)
         async with write_transaction(self._engine) as conn:
             spec = _spec(finding, identity)
             from_key = terminal_open_key(finding.terminal_id, replaced.id)
-            incident_id = await retarget_open_incident(conn, from_key, spec, now=finding.at)
+            incident_id = await _take_over(conn, from_key, spec, now=finding.at)
             group = None
             if incident_id is not None and finding.rule.correlate:
                 group = await self._correlate(conn, finding.rule, incident_id, finding)
@@ -148,16 +167,20 @@ class IncidentRecorder:
             )
             return
         self.stats.taken_over += 1
-        if group is not None and group[1]:
+        if group is not None:
             # The rule's knowledge makes it a fleet-wide fault: escalate as _opened does.
-            self._notify(NotificationEvent.ESCALATED, group[0])
+            self._notify(opening_notice(*group), group[0])
 
     async def _correlate(
         self, conn: AsyncConnection, rule: Rule, incident_id: int, finding: Finding
-    ) -> tuple[IncidentRecord, bool] | None:
-        peers = await _open_peers(
-            conn, rule.id, since=finding.at - self.settings.correlation_window
+    ) -> tuple[IncidentRecord, OpenOutcome] | None:
+        candidates = await list_group_candidates(
+            conn, rule.id, seen_since=finding.at - self.settings.correlation_window
         )
+        peers = [
+            Peer(c.incident_id, c.terminal_id, c.site_id, c.merchant_id, c.firmware_version)
+            for c in candidates
+        ]
         me = next((p for p in peers if p.incident_id == incident_id), None)
         if me is None:
             return None
@@ -175,7 +198,7 @@ class IncidentRecorder:
 
     async def _attach(
         self, conn: AsyncConnection, rule: Rule, group: FleetGroup, now: datetime
-    ) -> tuple[IncidentRecord, bool]:
+    ) -> tuple[IncidentRecord, OpenOutcome]:
         spec = IncidentSpec(
             rule_id=rule.id,
             kind=IncidentKind.FLEET,
@@ -191,77 +214,151 @@ class IncidentRecorder:
             merchant_id=group.value if group.by.value == "merchant" else None,
             firmware_version=group.value if group.by.value == "firmware" else None,
         )
-        parent_id, outcome = await open_incident(
+        parent_id, outcome = await open_or_reopen(
             conn, spec, now=now, flap_window=self.settings.flap_window
         )
         member_ids = [m.incident_id for m in group.members]
-        previous_parents = set(
-            (
-                await conn.execute(
-                    sa.select(incidents.c.parent_id).where(
-                        incidents.c.id.in_(member_ids),
-                        incidents.c.parent_id.is_not(None),
-                        incidents.c.parent_id != parent_id,
-                    )
-                )
-            ).scalars()
-        )
+        previous_parents = await other_parents(conn, member_ids, parent_id)
         await set_parent(conn, member_ids, parent_id, now=now)
         children = await count_unresolved_children(conn, parent_id)
         # Written on every join, not only at opening: the group grows, and a fleet
         # incident reopened or opened by an older version gets the current texts.
-        await conn.execute(
-            sa.update(incidents)
-            .where(incidents.c.id == parent_id)
-            .values(
-                title=group.describe(rule.title, children),
-                facts={**spec.facts, "children": children},
-                cause=spec.cause,
-                remedy=list(spec.remedy),
-                escalation=spec.escalation,
-                **await _shared_identity(conn, parent_id),
-            )
-        )
+        texts = {
+            "title": group.describe(rule.title, children),
+            "facts": {**spec.facts, "children": children},
+            "cause": spec.cause,
+            "remedy": list(spec.remedy),
+            "escalation": spec.escalation,
+        }
+        await update_incident(conn, parent_id, {**texts, **await shared_identity(conn, parent_id)})
         # A group that grew into a wider one (a site's outage turning out to be the
         # acquirer's) leaves the narrower fleet incident empty: it is closed into this one.
-        for old_parent in previous_parents:
-            if await count_unresolved_children(conn, old_parent) == 0:
-                await _resolve_by_id(conn, old_parent, now, f"merged into incident #{parent_id}")
-            else:
-                await conn.execute(
-                    sa.update(incidents)
-                    .where(incidents.c.id == old_parent)
-                    .values(**await _shared_identity(conn, old_parent))
-                )
+        for old_parent in sorted(previous_parents):
+            await self._merge(conn, old_parent, parent_id, now)
         if outcome is OpenOutcome.OPENED:
             self.stats.fleet_opened += 1
         record = await get_incident(conn, parent_id)
         assert record is not None
-        return record, outcome is not OpenOutcome.ALREADY_OPEN
+        return record, outcome
+
+    async def _merge(
+        self, conn: AsyncConnection, old_parent: int, into: int, now: datetime
+    ) -> None:
+        record = await get_incident(conn, old_parent)
+        if record is None:
+            return
+        remaining = await count_unresolved_children(conn, old_parent)
+        decision = group_merged(record, unresolved_children=remaining, into=into, now=now)
+        if isinstance(decision, Transition):
+            await write_transition(conn, decision)
+        elif remaining:
+            await update_incident(conn, old_parent, await shared_identity(conn, old_parent))
 
     async def _cleared(self, finding: Finding) -> None:
         key = terminal_open_key(finding.terminal_id, finding.rule.id)
-        resolved_parent: IncidentRecord | None = None
+        parent: tuple[IncidentRecord, Transition] | None = None
         async with write_transaction(self._engine) as conn:
-            incident_id = await resolve_open_incident(
-                conn, key, now=finding.at, resolution="condition cleared"
-            )
-            if incident_id is None:
+            resolved = await resolve_cleared(conn, key, now=finding.at)
+            if resolved is None:
                 return
-            record = await get_incident(conn, incident_id)
-            parent_id = record.parent_id if record is not None else None
-            if parent_id is not None and await count_unresolved_children(conn, parent_id) == 0:
-                await _resolve_by_id(conn, parent_id, finding.at, "every terminal recovered")
-                resolved_parent = await get_incident(conn, parent_id)
+            record = await get_incident(conn, resolved.incident_id)
+            if record is not None and record.parent_id is not None:
+                parent = await _close_group(conn, record.parent_id, now=finding.at)
         self.stats.resolved += 1
-        if record is not None and record.parent_id is None:
-            self._notify(NotificationEvent.RESOLVED, record)
-        if resolved_parent is not None:
-            self._notify(NotificationEvent.RESOLVED, resolved_parent)
+        if record is not None:
+            self._notify(resolved.notify, record)
+        if parent is not None:
+            self._notify(parent[1].notify, parent[0])
 
-    def _notify(self, event: NotificationEvent, record: IncidentRecord) -> None:
-        if self._notifier is not None:
+    def _notify(self, event: NotificationEvent | None, record: IncidentRecord) -> None:
+        if event is not None and self._notifier is not None:
             self._notifier.notify(event, record)
+
+
+# -- the lifecycle's decisions, carried out in the caller's transaction ---------------------
+
+
+async def write_transition(conn: AsyncConnection, transition: Transition) -> bool:
+    """Write a lifecycle step; False if the incident left the states it was decided for."""
+    return await update_incident(
+        conn,
+        transition.incident_id,
+        transition.changes,
+        expected_states=transition.allowed_from,
+        increments=transition.increments,
+    )
+
+
+async def open_or_reopen(
+    conn: AsyncConnection, spec: IncidentSpec, *, now: datetime, flap_window: timedelta
+) -> tuple[int, OpenOutcome]:
+    """``spec``'s condition holds: count one more occurrence of its unresolved incident,
+    reopen the one that resolved within ``flap_window``, or open a new one.
+
+    Safe under any concurrency: racing callers all end up on the same row, and exactly
+    one of them gets ``OPENED`` (or ``REOPENED``). It reads before it writes, so on SQLite
+    concurrent callers need :func:`~posfleet.store.engine.write_transaction`.
+    """
+    # A second look only when the incident read as unresolved was resolved before the write.
+    for _look in range(2):
+        holder = await get_open_incident(conn, spec.open_key)
+        previous = None if holder is not None else await latest_resolved(conn, spec)
+        decision = condition_holds(
+            spec, holder=holder, previous=previous, now=now, flap_window=flap_window
+        )
+        if isinstance(decision, Repeat):
+            counted = await count_occurrence(conn, spec.open_key, now=now)
+            if counted is not None:
+                return counted, OpenOutcome.ALREADY_OPEN
+            continue
+        if isinstance(decision, Transition) and await write_transition(conn, decision):
+            return decision.incident_id, OpenOutcome.REOPENED
+        break
+    # A new incident; or, when another writer opened (or reopened) one for the key since
+    # the read, one more occurrence of that one.
+    return await open_incident(conn, spec, now=now)
+
+
+async def resolve_cleared(
+    conn: AsyncConnection, open_key: str, *, now: datetime
+) -> Transition | None:
+    """The condition of the incident holding ``open_key`` cleared: resolve it. Returns the
+    step written, or None when no unresolved incident holds the key."""
+    holder = await get_open_incident(conn, open_key)
+    if holder is None:
+        return None
+    decision = condition_cleared(holder, now=now)
+    if isinstance(decision, Refusal) or not await write_transition(conn, decision):
+        return None
+    return decision
+
+
+async def _close_group(
+    conn: AsyncConnection, parent_id: int, *, now: datetime
+) -> tuple[IncidentRecord, Transition] | None:
+    """Resolve the fleet incident ``parent_id`` if its last terminal recovered."""
+    parent = await get_incident(conn, parent_id)
+    if parent is None:
+        return None
+    remaining = await count_unresolved_children(conn, parent_id)
+    decision = group_recovered(parent, unresolved_children=remaining, now=now)
+    if isinstance(decision, Refusal) or not await write_transition(conn, decision):
+        return None
+    resolved = await get_incident(conn, parent_id)
+    return None if resolved is None else (resolved, decision)
+
+
+async def _take_over(
+    conn: AsyncConnection, from_key: str, spec: IncidentSpec, *, now: datetime
+) -> int | None:
+    """Give the incident holding ``from_key`` to ``spec``'s rule; its id, or None when the
+    lifecycle refuses (no such incident, or the rule's key is taken)."""
+    reported = await get_open_incident(conn, from_key)
+    holder = await get_open_incident(conn, spec.open_key)
+    decision = take_over(reported, spec, holder=holder, now=now)
+    if isinstance(decision, Refusal) or not await write_transition(conn, decision):
+        return None
+    return decision.incident_id
 
 
 def _spec(finding: Finding, identity: dict[str, Any]) -> IncidentSpec:
@@ -278,77 +375,6 @@ def _spec(finding: Finding, identity: dict[str, Any]) -> IncidentSpec:
         facts=_jsonable(finding.facts),
         **identity,
     )
-
-
-async def _resolve_by_id(conn: AsyncConnection, incident_id: int, now: datetime, why: str) -> None:
-    await conn.execute(
-        sa.update(incidents)
-        .where(incidents.c.id == incident_id, incidents.c.state != IncidentState.RESOLVED.value)
-        .values(
-            state=IncidentState.RESOLVED.value,
-            open_key=None,
-            resolved_at=now,
-            resolution=why,
-            updated_at=now,
-        )
-    )
-
-
-async def _shared_identity(conn: AsyncConnection, parent_id: int) -> dict[str, str | None]:
-    """The site and merchant every child of ``parent_id`` shares; None where they differ.
-
-    Resolved children count too: the fleet incident is about every terminal it grouped,
-    as its page shows them.
-    """
-    i = incidents.c
-    shared: dict[str, str | None] = {}
-    for column in (i.site_id, i.merchant_id):
-        row = (
-            await conn.execute(
-                sa.select(
-                    sa.func.count(),
-                    sa.func.count(column),
-                    sa.func.count(sa.distinct(column)),
-                    sa.func.min(column),
-                ).where(i.parent_id == parent_id)
-            )
-        ).one()
-        children, known, distinct, value = row
-        one = children > 0 and known == children and distinct == 1
-        shared[column.name] = str(value) if one else None
-    return shared
-
-
-async def _identity(conn: AsyncConnection, terminal_id: str) -> dict[str, Any]:
-    t = terminals.c
-    row = (
-        await conn.execute(
-            sa.select(t.model, t.firmware_version, t.site_id, t.merchant_id).where(
-                t.terminal_id == terminal_id
-            )
-        )
-    ).first()
-    if row is None:
-        return {}
-    return {k: (v or None) for k, v in row._mapping.items()}
-
-
-async def _open_peers(conn: AsyncConnection, rule_id: str, *, since: datetime) -> list[Peer]:
-    i = incidents.c
-    rows = (
-        await conn.execute(
-            sa.select(i.id, i.terminal_id, i.site_id, i.merchant_id, i.firmware_version).where(
-                i.rule_id == rule_id,
-                i.kind == IncidentKind.TERMINAL.value,
-                i.state != IncidentState.RESOLVED.value,
-                i.last_seen_at >= since,
-            )
-        )
-    ).all()
-    return [
-        Peer(int(r.id), str(r.terminal_id), r.site_id, r.merchant_id, r.firmware_version)
-        for r in rows
-    ]
 
 
 def _jsonable(value: Any) -> Any:

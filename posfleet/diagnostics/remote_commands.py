@@ -20,11 +20,11 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import Channel, Command, CommandStatus, utcnow
 from posfleet.diagnostics.errors import CommandRequestError, UnknownTerminalError
 from posfleet.store.accounts import record_audit
@@ -46,7 +46,6 @@ __all__ = [
     "FINAL_STATES",
     "STAFF_COMMANDS",
     "CommandKind",
-    "CommandPublisher",
     "CommandRecord",
     "CommandState",
     "ResultConsumer",
@@ -94,16 +93,6 @@ STAFF_COMMANDS: Mapping[str, CommandKind] = {
 }
 """Every command of the agent's whitelist that a person may send (``firmware_cancel``
 belongs to the firmware service alone). The agent validates the arguments itself."""
-
-
-class CommandPublisher(Protocol):
-    """Publishes one downlink message: the central service's MQTT sender, or a fake."""
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        """Raise any exception if the broker did not take the message."""
-        ...
 
 
 ResultConsumer = Callable[[AsyncConnection, CommandRecord], Awaitable[None]]
@@ -157,7 +146,7 @@ def _check_request(
 
 async def issue_command(
     engine: AsyncEngine,
-    publisher: CommandPublisher | None,
+    publisher: Publisher | None,
     terminal_id: str,
     name: str,
     args: dict[str, Any],
@@ -211,7 +200,7 @@ async def issue_command(
 
 async def publish_command(
     engine: AsyncEngine,
-    publisher: CommandPublisher | None,
+    publisher: Publisher | None,
     record: CommandRecord,
     *,
     timeout_s: float = PUBLISH_TIMEOUT_S,

@@ -38,12 +38,11 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
 
 import sqlalchemy as sa
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import (
     FIRMWARE_CANCEL,
     Channel,
@@ -74,16 +73,6 @@ SETTLED = frozenset({SENT, LAPSED, DONE, NOOP, REFUSED, FAILED})
 _COMMAND_ID = re.compile(r"^fwcancel-(\d{1,18})-[0-9a-f]{10}$")
 _e = firmware_action_events.c
 _a = firmware_actions.c
-
-
-class CommandPublisher(Protocol):
-    """Publishes one downlink message (the offers' publisher: MQTT, or a fake)."""
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        """Raise any exception if the message did not reach the broker."""
-        ...
 
 
 def cancel_command_id(action: ActionRecord) -> str:
@@ -145,7 +134,7 @@ class CancelNotices:
     def __init__(
         self,
         engine: AsyncEngine,
-        publisher: Callable[[], CommandPublisher | None],
+        publisher: Callable[[], Publisher | None],
         *,
         publish_timeout_s: float = TELL_TIMEOUT_S,
     ) -> None:

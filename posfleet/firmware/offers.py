@@ -2,10 +2,11 @@
 
 :class:`FirmwareOffers` is what the API and the CLI call. A push checks every terminal
 against the manifest (:mod:`~posfleet.firmware.push_checks`), creates the Actions and the
-audit entry in one transaction, and then publishes one offer per Action through an
-:class:`OfferPublisher` (the central service's MQTT channel; :class:`RecordingPublisher`
-in tests). Each offer carries a fresh download token. An offer that cannot be published
-now (no broker) leaves its Action ``created``; the sweeper
+audit entry in one transaction, and then publishes one offer per Action through the
+broker bridge's :class:`~posfleet.broker_bridge.downlink.Publisher` (the central
+service's MQTT downlink; :class:`~posfleet.broker_bridge.downlink.MemoryPublisher` in
+tests). Each offer carries a fresh download token. An offer that cannot be published now
+(no broker) leaves its Action ``created``; the sweeper
 (:mod:`~posfleet.firmware.action_sweeper`) publishes it later, re-offers open Actions
 when their terminal reconnects, and times out the overdue ones.
 """
@@ -17,11 +18,10 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from posfleet.broker_bridge.downlink import Publisher
 from posfleet.contract import (
     Channel,
     FirmwareManifest,
@@ -61,42 +61,6 @@ MAX_PUSH_TERMINALS = 1000
 """Most terminals one push names; whole fleets go through rollouts in waves."""
 MIN_DEADLINE = timedelta(seconds=5)
 MAX_DEADLINE = timedelta(days=30)
-
-
-class OfferPublisher(Protocol):
-    """Publishes one downlink message to a terminal and returns once the broker has it."""
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        """Raise any exception if the message did not reach the broker."""
-        ...
-
-
-class RecordingPublisher:
-    """The in-memory publisher: keeps every message; refuses them while ``failing``."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Channel, BaseModel]] = []
-        self.failing = False
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        """Record the message, or raise ``ConnectionError`` while ``failing``."""
-        if self.failing:
-            raise ConnectionError("the test broker is away")
-        self.sent.append((terminal_id, channel, payload))
-
-    def offers(self, terminal_id: str | None = None) -> list[FirmwareOffer]:
-        """The offers published so far (to one terminal), oldest first."""
-        return [
-            p
-            for tid, channel, p in self.sent
-            if isinstance(p, FirmwareOffer)
-            and channel is Channel.FW_OFFER
-            and terminal_id in (None, tid)
-        ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +133,7 @@ class FirmwareOffers:
         tokens: DownloadTokens,
         *,
         base_url: str | None,
-        publisher: OfferPublisher | None = None,
+        publisher: Publisher | None = None,
         policy: RetryPolicy | None = None,
         token_ttl: timedelta = timedelta(days=1),
         publish_timeout_s: float = 10.0,

@@ -13,7 +13,7 @@ every other incident, so the incident pages, notifications and analytics show th
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -27,9 +27,6 @@ from posfleet.firmware.rollout_model import GateTolerances, GateVerdict
 from posfleet.firmware.rollout_records import RolloutRecord
 from posfleet.store.incidents import IncidentKind, IncidentSpec, open_incident, set_parent
 from posfleet.store.schema import incidents, terminals
-
-_NO_FLAP = timedelta(0)
-"""A resolved regression incident is not reopened: a new gate failure is news."""
 
 RULE_ID = "firmware.regression"
 """The rule id of the regression incidents (no diagnostic rule: the health gate's)."""
@@ -99,7 +96,8 @@ async def open_regression_incident(
         },
         firmware_version=version,
     )
-    parent_id, _ = await open_incident(conn, parent, now=now, flap_window=_NO_FLAP)
+    # Never a reopen (the store does not reopen): a new gate failure is news.
+    parent_id, _ = await open_incident(conn, parent, now=now)
     identity = await _identities(conn, [m.terminal_id for m in members])
     child_ids = []
     for member in members:
@@ -131,7 +129,7 @@ async def open_regression_incident(
             site_id=who.get("site_id"),
             merchant_id=who.get("merchant_id"),
         )
-        child_id, _ = await open_incident(conn, child, now=now, flap_window=_NO_FLAP)
+        child_id, _ = await open_incident(conn, child, now=now)
         child_ids.append(child_id)
     await set_parent(conn, child_ids, parent_id, now=now)
     children = await conn.scalar(

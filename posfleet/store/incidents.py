@@ -1,16 +1,22 @@
-"""Incidents, their notes and playbook runs: the repository functions.
+"""Incidents, their notes and playbook runs: the tables' plain queries.
 
 One open incident per (terminal, rule) holds by construction: an unresolved incident
 carries an ``open_key`` under a unique constraint, and opening is an idempotent upsert
 on that key. Every function takes an open connection and leaves the transaction to the
 caller, except where a savepoint is needed to survive a lost race.
+
+The lifecycle (which state may become which, when a condition that comes back reopens
+its incident, what resolving writes) is decided in
+:mod:`posfleet.diagnostics.incident_lifecycle`; :func:`update_incident` writes its
+decisions, guarded by the states they were decided for. Fleet correlation's queries are
+in :mod:`posfleet.store.incident_groups`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -19,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from posfleet.store.schema import incident_notes, incidents, playbook_runs
+from posfleet.store.schema import incident_notes, incidents, playbook_runs, terminals
 from posfleet.store.upsert import insert_for
 
 MAX_PAGE = 500
@@ -42,7 +48,7 @@ class IncidentKind(StrEnum):
 
 
 class OpenOutcome(StrEnum):
-    """What :func:`open_incident` did."""
+    """What opening did: :func:`open_incident`, or the lifecycle's open-or-reopen."""
 
     OPENED = "opened"
     REOPENED = "reopened"
@@ -157,7 +163,6 @@ class PlaybookRun(pydantic.BaseModel):
     finished_at: datetime | None
 
 
-_UNRESOLVED = (IncidentState.OPEN.value, IncidentState.ACKNOWLEDGED.value)
 _COLUMNS = [incidents.c[name] for name in IncidentRecord.model_fields]
 
 
@@ -165,7 +170,7 @@ def _record(row: sa.Row[Any]) -> IncidentRecord:
     return IncidentRecord.model_validate(dict(row._mapping))
 
 
-# -- opening and resolving ------------------------------------------------------------------
+# -- writing --------------------------------------------------------------------------------
 
 
 async def open_incident(
@@ -173,22 +178,18 @@ async def open_incident(
     spec: IncidentSpec,
     *,
     now: datetime,
-    flap_window: timedelta = timedelta(minutes=15),
 ) -> tuple[int, OpenOutcome]:
-    """Open ``spec``'s incident, or count another occurrence of the one already open.
+    """A new incident for ``spec``'s key, or one more occurrence of the one holding it.
 
-    An incident of the same key resolved less than ``flap_window`` ago is reopened
-    rather than duplicated. Safe under any concurrency: racing callers all end up on
-    the same row, and exactly one of them gets ``OPENED`` (or ``REOPENED``).
+    Safe under any concurrency: racing callers all end up on the same row, and exactly
+    one of them gets ``OPENED``. A resolved incident is never reopened here: whether a
+    condition that comes back is the same incident (flapping) is the lifecycle's call,
+    which :func:`posfleet.diagnostics.incident_recorder.open_or_reopen` makes first.
     """
     key = spec.open_key
-    touched = await _touch_open(conn, key, now)
+    touched = await count_occurrence(conn, key, now=now)
     if touched is not None:
         return touched, OpenOutcome.ALREADY_OPEN
-    if flap_window > timedelta(0):
-        reopened = await _reopen_recent(conn, spec, key, now=now, since=now - flap_window)
-        if reopened is not None:
-            return reopened, OpenOutcome.REOPENED
     stmt = insert_for(conn, incidents).values(
         kind=spec.kind.value,
         terminal_id=spec.terminal_id,
@@ -224,10 +225,11 @@ async def open_incident(
     return int(row.id), outcome
 
 
-async def _touch_open(conn: AsyncConnection, key: str, now: datetime) -> int | None:
+async def count_occurrence(conn: AsyncConnection, open_key: str, *, now: datetime) -> int | None:
+    """One more occurrence of the unresolved incident holding ``open_key``; its id, or None."""
     stmt = (
         sa.update(incidents)
-        .where(incidents.c.open_key == key)
+        .where(incidents.c.open_key == open_key)
         .values(occurrences=incidents.c.occurrences + 1, last_seen_at=now)
         .returning(incidents.c.id)
     )
@@ -235,183 +237,40 @@ async def _touch_open(conn: AsyncConnection, key: str, now: datetime) -> int | N
     return None if found is None else int(found)
 
 
-async def _reopen_recent(
-    conn: AsyncConnection, spec: IncidentSpec, key: str, *, now: datetime, since: datetime
-) -> int | None:
-    i = incidents.c
-    same = sa.and_(i.rule_id == spec.rule_id, i.kind == spec.kind.value)
-    if spec.kind is IncidentKind.FLEET:
-        same = sa.and_(same, i.correlation == spec.correlation)
-    else:
-        same = sa.and_(same, i.terminal_id == spec.terminal_id)
-    latest = (
-        sa.select(i.id)
-        .where(same, i.state == IncidentState.RESOLVED.value, i.resolved_at >= since)
-        .order_by(i.resolved_at.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-    stmt = (
-        sa.update(incidents)
-        .where(i.id == latest)
-        .values(
-            state=IncidentState.OPEN.value,
-            open_key=key,
-            resolved_at=None,
-            resolved_by=None,
-            acknowledged_at=None,
-            acknowledged_by=None,
-            reopen_count=i.reopen_count + 1,
-            occurrences=i.occurrences + 1,
-            last_seen_at=now,
-            updated_at=now,
-            facts=spec.facts,
-        )
-        .returning(i.id)
-    )
-    try:
-        # A savepoint: if another writer opened the key meanwhile, the unique
-        # constraint rejects this reopen and the caller's upsert finds that row instead.
-        async with conn.begin_nested():
-            found = (await conn.execute(stmt)).scalar()
-    except IntegrityError:
-        return None
-    return None if found is None else int(found)
-
-
-async def resolve_open_incident(
+async def update_incident(
     conn: AsyncConnection,
-    open_key: str,
+    incident_id: int,
+    values: Mapping[str, Any],
     *,
-    now: datetime,
-    by: str | None = None,
-    resolution: str = "",
-) -> int | None:
-    """Resolve the unresolved incident holding ``open_key``; returns its id, if any."""
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.open_key == open_key)
-        .values(
-            state=IncidentState.RESOLVED.value,
-            open_key=None,
-            resolved_at=now,
-            resolved_by=by,
-            resolution=resolution,
-            updated_at=now,
-        )
-        .returning(incidents.c.id)
-    )
-    found = (await conn.execute(stmt)).scalar()
-    return None if found is None else int(found)
+    expected_states: Collection[IncidentState] | None = None,
+    increments: Mapping[str, int] | None = None,
+) -> bool:
+    """Write ``values`` (and add ``increments`` to those counters) on one incident; False
+    if it is gone or no longer in one of ``expected_states``.
 
-
-async def retarget_open_incident(
-    conn: AsyncConnection, from_key: str, spec: IncidentSpec, *, now: datetime
-) -> int | None:
-    """Give the unresolved incident holding ``from_key`` to ``spec``'s rule (a reported
-    fault its rule has taken over): the rule's texts, its key, the facts of both. Returns
-    the incident's id; None when no incident holds ``from_key`` or ``spec``'s key is taken."""
-    if await get_open_incident(conn, spec.open_key) is not None:
-        return None
-    # What the terminal is may have come in meanwhile (inventory rides the bulk lane).
-    identity = {
-        "model": spec.model,
-        "firmware_version": spec.firmware_version,
-        "site_id": spec.site_id,
-        "merchant_id": spec.merchant_id,
-    }
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.open_key == from_key)
-        .values(
-            open_key=spec.open_key,
-            rule_id=spec.rule_id,
-            title=spec.title,
-            component=spec.component,
-            severity=spec.severity,
-            escalation=spec.escalation,
-            cause=spec.cause,
-            remedy=list(spec.remedy),
-            last_seen_at=now,
-            updated_at=now,
-            **{name: value for name, value in identity.items() if value is not None},
-        )
-        .returning(incidents.c.id, incidents.c.facts)
-    )
-    row = (await conn.execute(stmt)).first()
-    if row is None:
-        return None
-    facts = {**(row.facts or {}), **spec.facts, "reported_as": from_key.rsplit("/", 1)[-1]}
-    await conn.execute(sa.update(incidents).where(incidents.c.id == row.id).values(facts=facts))
-    return int(row.id)
+    The state guard makes a lifecycle step a compare-and-set: a step decided on a stale
+    read changes nothing. Giving the incident an open key that another unresolved
+    incident holds is refused by the unique constraint: False too, and nothing changed.
+    """
+    i = incidents.c
+    added = {name: i[name] + amount for name, amount in (increments or {}).items()}
+    stmt = sa.update(incidents).where(i.id == incident_id).values(**values, **added)
+    if expected_states is not None:
+        stmt = stmt.where(i.state.in_([state.value for state in expected_states]))
+    if values.get("open_key") is None:
+        return (await conn.execute(stmt)).rowcount == 1
+    try:
+        # A savepoint: a lost race for the key must not abort the caller's transaction.
+        async with conn.begin_nested():
+            changed = (await conn.execute(stmt)).rowcount == 1
+    except IntegrityError:
+        return False
+    return changed
 
 
 def terminal_open_key(terminal_id: str, rule_id: str) -> str:
     """The open key of a terminal's incident under ``rule_id``."""
     return f"{terminal_id}/{rule_id}"
-
-
-# -- staff actions --------------------------------------------------------------------------
-
-
-async def acknowledge_incident(
-    conn: AsyncConnection, incident_id: int, *, by: str, now: datetime
-) -> bool:
-    """Open -> acknowledged; False if the incident is not open."""
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.id == incident_id, incidents.c.state == IncidentState.OPEN.value)
-        .values(
-            state=IncidentState.ACKNOWLEDGED.value,
-            acknowledged_at=now,
-            acknowledged_by=by,
-            updated_at=now,
-        )
-    )
-    return (await conn.execute(stmt)).rowcount == 1
-
-
-async def resolve_incident(
-    conn: AsyncConnection, incident_id: int, *, by: str, now: datetime, resolution: str = ""
-) -> bool:
-    """Resolve by hand; False if it was already resolved (or does not exist)."""
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.id == incident_id, incidents.c.state.in_(_UNRESOLVED))
-        .values(
-            state=IncidentState.RESOLVED.value,
-            open_key=None,
-            resolved_at=now,
-            resolved_by=by,
-            resolution=resolution,
-            updated_at=now,
-        )
-    )
-    return (await conn.execute(stmt)).rowcount == 1
-
-
-async def assign_incident(
-    conn: AsyncConnection, incident_id: int, assignee: str | None, *, now: datetime
-) -> bool:
-    """Assign to a staff member (None: unassign); False if there is no such incident."""
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.id == incident_id)
-        .values(assignee=assignee, updated_at=now)
-    )
-    return (await conn.execute(stmt)).rowcount == 1
-
-
-async def escalate_incident(
-    conn: AsyncConnection, incident_id: int, to: str, *, now: datetime
-) -> bool:
-    """Record that the incident went to an on-site visit or a swap; False if resolved."""
-    stmt = (
-        sa.update(incidents)
-        .where(incidents.c.id == incident_id, incidents.c.state.in_(_UNRESOLVED))
-        .values(escalated_to=to, updated_at=now)
-    )
-    return (await conn.execute(stmt)).rowcount == 1
 
 
 async def add_note(
@@ -472,6 +331,37 @@ async def get_open_incident(conn: AsyncConnection, open_key: str) -> IncidentRec
     return None if row is None else _record(row)
 
 
+async def latest_resolved(conn: AsyncConnection, spec: IncidentSpec) -> IncidentRecord | None:
+    """The incident of ``spec``'s terminal (or fleet group) and rule that resolved last."""
+    i = incidents.c
+    same = sa.and_(i.rule_id == spec.rule_id, i.kind == spec.kind.value)
+    if spec.kind is IncidentKind.FLEET:
+        same = sa.and_(same, i.correlation == spec.correlation)
+    else:
+        same = sa.and_(same, i.terminal_id == spec.terminal_id)
+    query = (
+        sa.select(*_COLUMNS)
+        .where(same, i.state == IncidentState.RESOLVED.value)
+        .order_by(i.resolved_at.desc())
+        .limit(1)
+    )
+    row = (await conn.execute(query)).first()
+    return None if row is None else _record(row)
+
+
+async def terminal_identity(conn: AsyncConnection, terminal_id: str) -> dict[str, str | None]:
+    """What the registry says the terminal is, as an incident keeps it when it opens
+    (``model``, ``firmware_version``, ``site_id``, ``merchant_id``); empty if unknown."""
+    t = terminals.c
+    query = sa.select(t.model, t.firmware_version, t.site_id, t.merchant_id).where(
+        t.terminal_id == terminal_id
+    )
+    row = (await conn.execute(query)).first()
+    if row is None:
+        return {}
+    return {name: (value or None) for name, value in row._mapping.items()}
+
+
 async def list_incidents(
     conn: AsyncConnection,
     *,
@@ -517,14 +407,6 @@ async def list_incidents(
     # One row above a page is allowed: callers ask for it to learn whether more follow.
     query = query.limit(max(1, min(limit, MAX_PAGE + 1)))
     return [_record(row) for row in (await conn.execute(query)).all()]
-
-
-async def count_unresolved_children(conn: AsyncConnection, parent_id: int) -> int:
-    """How many children of a fleet incident are still open or acknowledged."""
-    query = sa.select(sa.func.count()).where(
-        incidents.c.parent_id == parent_id, incidents.c.state.in_(_UNRESOLVED)
-    )
-    return int((await conn.execute(query)).scalar_one())
 
 
 async def list_notes(conn: AsyncConnection, incident_id: int) -> list[IncidentNote]:

@@ -16,6 +16,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import CommandResult, CommandStatus, utcnow
 from posfleet.dashboard import create_app
 from posfleet.dashboard.app_keys import COMMANDS_KEY
@@ -23,7 +24,6 @@ from posfleet.diagnostics.command_results_ingest import CommandResultHandler
 from posfleet.store import write_transaction
 from posfleet.store.accounts import Role, create_api_token, create_user, list_audit
 from tests.component.firmware_rows import add_terminal
-from tests.component.test_remote_commands import FakeBroker
 
 SECRET = bytes(range(32))
 PASSWORD = "paper-jam-at-till-3"
@@ -42,10 +42,10 @@ def _csrf(html: str) -> str:
 
 
 @pytest.fixture
-async def server(sqlite_engine: AsyncEngine) -> AsyncIterator[tuple[TestServer, FakeBroker]]:
+async def server(sqlite_engine: AsyncEngine) -> AsyncIterator[tuple[TestServer, MemoryPublisher]]:
     await add_terminal(sqlite_engine, "T-1")
     app = create_app(sqlite_engine, session_secret=SECRET)
-    broker = FakeBroker()
+    broker = MemoryPublisher()
     app[COMMANDS_KEY] = broker
     test_server = TestServer(app)
     await test_server.start_server()
@@ -73,7 +73,7 @@ async def _answer(engine: AsyncEngine, command_id: str, status: CommandStatus, *
 
 
 async def test_support_runs_diagnostics_from_the_terminal_page_and_reads_the_results(
-    sqlite_engine: AsyncEngine, server: tuple[TestServer, FakeBroker]
+    sqlite_engine: AsyncEngine, server: tuple[TestServer, MemoryPublisher]
 ) -> None:
     test_server, broker = server
     client = await _login(sqlite_engine, test_server, "sam", Role.SUPPORT)
@@ -89,7 +89,7 @@ async def test_support_runs_diagnostics_from_the_terminal_page_and_reads_the_res
         )
         assert posted.status == 303
         assert posted.headers["Location"] == "/terminals/T-1#panel-commands"
-        reader = broker.sent[-1][2].id  # type: ignore[attr-defined]
+        reader = broker.commands()[-1].id
         shown = _text(await (await client.get("/terminals/T-1")).text())
         assert "sent: waiting for the terminal's answer" in shown
 
@@ -120,7 +120,7 @@ async def test_support_runs_diagnostics_from_the_terminal_page_and_reads_the_res
         reboot_form["confirm"] = "yes"
         posted = await client.post("/terminals/T-1/commands", data=reboot_form)
         assert posted.status == 200
-        reboot = broker.sent[-1][2].id  # type: ignore[attr-defined]
+        reboot = broker.commands()[-1].id
         await _answer(sqlite_engine, reboot, CommandStatus.FAILED, error=REFUSAL)
         shown = _text(await (await client.get("/terminals/T-1")).text())
         assert "The terminal refused to reboot: busy: a transaction is in progress" in shown
@@ -131,10 +131,10 @@ async def test_support_runs_diagnostics_from_the_terminal_page_and_reads_the_res
         await client.post(
             "/terminals/T-1/commands", data={"csrf_token": token, "name": "collect_logs"}
         )
-        logs = broker.sent[-1][2]
-        assert set(logs.args) == {"from", "to"}  # type: ignore[attr-defined]
+        logs = broker.commands()[-1]
+        assert set(logs.args) == {"from", "to"}
         text = {"text": "boot ok\nsale approved\n", "lines": 2, "masked_card_numbers": 0}
-        await _answer(sqlite_engine, logs.id, CommandStatus.OK, output=text)  # type: ignore[attr-defined]
+        await _answer(sqlite_engine, logs.id, CommandStatus.OK, output=text)
         page = await (await client.get("/terminals/T-1")).text()
         link = re.search(r'href="(/terminals/T-1/commands/[^"]+/logs)"', page)
         assert link, "no download link for the logs"
@@ -146,7 +146,7 @@ async def test_support_runs_diagnostics_from_the_terminal_page_and_reads_the_res
 
 
 async def test_the_api_issues_lists_and_shows_commands_and_refuses_bad_ones(
-    sqlite_engine: AsyncEngine, server: tuple[TestServer, FakeBroker]
+    sqlite_engine: AsyncEngine, server: tuple[TestServer, MemoryPublisher]
 ) -> None:
     test_server, _broker = server
     async with sqlite_engine.begin() as conn:

@@ -10,9 +10,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import Channel, CommandResult, CommandStatus, State, utcnow
 from posfleet.diagnostics.backup_schedule import BackupSchedule, ScheduledBackups
 from posfleet.diagnostics.command_results_ingest import CommandResultHandler
@@ -39,18 +39,6 @@ HANDLER = CommandResultHandler(consumers=(on_command_result,))
 PARAMS = {"terminal.serial": "SN-OLD", "receipt.header": "Bakery Lenz", "display.language": "de"}
 
 
-class FakeBroker:
-    """Takes every message."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Channel, BaseModel]] = []
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        self.sent.append((terminal_id, channel, payload))
-
-
 async def _terminal(engine: AsyncEngine, terminal_id: str, *, online: bool = True) -> None:
     now = utcnow()
     async with engine.begin() as conn:
@@ -66,7 +54,7 @@ async def _answer(engine: AsyncEngine, record: CommandRecord, **output: Any) -> 
 
 
 async def _backed_up(engine: AsyncEngine, terminal_id: str, params: dict[str, str]) -> int:
-    command = await take_backup(engine, FakeBroker(), terminal_id, issued_by="user:alice")
+    command = await take_backup(engine, MemoryPublisher(), terminal_id, issued_by="user:alice")
     await _answer(engine, command, params=params | {"wifi.psk": "leak"}, withheld=["wifi.psk"])
     async with engine.connect() as conn:
         backup = await backup_of_command(conn, command.id)
@@ -94,7 +82,7 @@ async def test_a_backup_is_stored_without_secrets_then_restored_onto_a_replaceme
         "wifi.psk": ChangeKind.WITHHELD,
     }
 
-    broker = FakeBroker()
+    broker = MemoryPublisher()
     restore, command = await restore_backup(
         engine, broker, backup_id, "T-NEW", requested_by="user:alice", reason="swap, reader dead"
     )
@@ -133,7 +121,7 @@ async def test_a_restore_onto_the_same_or_a_replaced_terminal_is_refused(
         with pytest.raises(RestoreRefusedError, match="another terminal"):
             await preview_restore(conn, backup_id, "R-OLD")
     _, command = await restore_backup(
-        engine, FakeBroker(), backup_id, "R-NEW", requested_by="user:bob", reason="swap"
+        engine, MemoryPublisher(), backup_id, "R-NEW", requested_by="user:bob", reason="swap"
     )
     await _answer(engine, command, applied=["receipt.header"], rejected={})
     async with engine.connect() as conn:
@@ -149,7 +137,7 @@ async def test_scheduled_backups_ask_online_terminals_due_within_the_budget(
         await _terminal(engine, tid)
     await _terminal(engine, "S-OFF", online=False)
     await _backed_up(engine, "S-3", {"receipt.header": "x"})
-    broker = FakeBroker()
+    broker = MemoryPublisher()
     schedule = ScheduledBackups(engine, broker, BackupSchedule(budget=2))
     assert await schedule.round() == ["S-1", "S-2"]  # never backed up first; S-OFF waits
     assert await schedule.round() == []  # their backups are on the way

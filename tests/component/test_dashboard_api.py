@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from http import HTTPStatus
 from typing import Any
 
@@ -24,16 +25,11 @@ from posfleet.contract import (
     State,
 )
 from posfleet.dashboard import REJECTIONS_KEY, create_app, requires
+from posfleet.diagnostics.incident_actions import change_incident
+from posfleet.diagnostics.incident_lifecycle import acknowledge, resolve_by_staff
 from posfleet.store import apply_health, apply_inventory, apply_state
 from posfleet.store.accounts import Role, create_api_token, resolve_api_token, revoke_api_token
-from posfleet.store.incidents import (
-    IncidentKind,
-    IncidentSpec,
-    acknowledge_incident,
-    open_incident,
-    resolve_incident,
-    set_parent,
-)
+from posfleet.store.incidents import IncidentKind, IncidentSpec, open_incident, set_parent
 
 T0 = datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
 SECRET = bytes(range(32))
@@ -356,11 +352,13 @@ async def incident_ids(engine: AsyncEngine) -> dict[str, int]:
         reader, _ = await open_incident(
             conn, _incident("T-0004", "card_reader.read_errors", "warning", "M-43"), now=T0
         )
-        await acknowledge_incident(conn, reader, by="alice", now=T0)
+        await change_incident(conn, reader, partial(acknowledge, by="alice", now=T0))
         old, _ = await open_incident(
             conn, _incident("T-0002", "printer.paper_out", "error", "M-42"), now=T0
         )
-        await resolve_incident(conn, old, by="alice", now=T0)
+        await change_incident(
+            conn, old, partial(resolve_by_staff, by="alice", resolution="", now=T0)
+        )
         host = IncidentSpec(
             rule_id="host.unreachable",
             title="Site S-7 cannot reach its acquirer host",

@@ -10,13 +10,14 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import Channel, Command, UpdateState, UpdateStatus, utcnow
 from posfleet.dashboard import create_app
 from posfleet.dashboard.firmware_actions_api import FIRMWARE_OFFERS_KEY
 from posfleet.firmware.action_states import RetryPolicy
 from posfleet.firmware.actions import record_status
 from posfleet.firmware.download_tokens import DownloadTokens
-from posfleet.firmware.offers import FirmwareOffers, RecordingPublisher
+from posfleet.firmware.offers import FirmwareOffers
 from posfleet.store import write_transaction
 from posfleet.store.accounts import Role, create_api_token, list_audit
 from tests.component.firmware_rows import add_artifact, add_terminal, signed_manifest
@@ -35,12 +36,12 @@ async def fleet(sqlite_engine: AsyncEngine) -> AsyncEngine:
 
 
 @pytest.fixture
-def publisher() -> RecordingPublisher:
-    return RecordingPublisher()
+def publisher() -> MemoryPublisher:
+    return MemoryPublisher()
 
 
 @pytest.fixture
-async def client(fleet: AsyncEngine, publisher: RecordingPublisher) -> AsyncIterator[Client]:
+async def client(fleet: AsyncEngine, publisher: MemoryPublisher) -> AsyncIterator[Client]:
     app = create_app(fleet, session_secret=SECRET)
     app[FIRMWARE_OFFERS_KEY] = FirmwareOffers(
         fleet,
@@ -65,7 +66,7 @@ async def _push(client: Client, headers: dict[str, str], **body: Any) -> tuple[i
 
 
 async def test_ops_push_offers_watch_and_cancel_through_the_api(
-    client: Client, fleet: AsyncEngine, publisher: RecordingPublisher
+    client: Client, fleet: AsyncEngine, publisher: MemoryPublisher
 ) -> None:
     ops = await _auth(fleet, Role.OPS)
     status, body = await _push(
@@ -135,7 +136,7 @@ async def test_ops_push_offers_watch_and_cancel_through_the_api(
 
 
 async def test_pushes_need_ops_and_bad_pushes_are_problems_naming_the_field(
-    client: Client, fleet: AsyncEngine, publisher: RecordingPublisher
+    client: Client, fleet: AsyncEngine, publisher: MemoryPublisher
 ) -> None:
     support = await _auth(fleet, Role.SUPPORT)
     status, body = await _push(client, support, artifact="pos-os@5.3.0", terminal_ids=["T-1"])

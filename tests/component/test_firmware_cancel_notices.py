@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import (
     Channel,
     Command,
@@ -26,15 +27,15 @@ from posfleet.firmware.action_states import ActionState, RetryPolicy
 from posfleet.firmware.actions import cancel_action, record_status
 from posfleet.firmware.cancel_notices import CancelResultHandler, cancel_command_id
 from posfleet.firmware.download_tokens import DownloadTokens
-from posfleet.firmware.offers import FirmwareOffers, PushRequest, RecordingPublisher
+from posfleet.firmware.offers import FirmwareOffers, PushRequest
 from posfleet.store import write_transaction
 from posfleet.store.schema import firmware_actions
 from tests.component.firmware_rows import add_artifact, add_terminal, signed_manifest
 
 
 @pytest.fixture
-async def offers(engine: AsyncEngine) -> AsyncIterator[tuple[FirmwareOffers, RecordingPublisher]]:
-    publisher = RecordingPublisher()
+async def offers(engine: AsyncEngine) -> AsyncIterator[tuple[FirmwareOffers, MemoryPublisher]]:
+    publisher = MemoryPublisher()
     service = FirmwareOffers(
         engine, DownloadTokens(b"k" * 32), base_url="https://fleet.example.com", publisher=publisher
     )
@@ -48,7 +49,7 @@ async def _pushed(service: FirmwareOffers, *terminals: str) -> list[ActionRecord
     return result.created
 
 
-def _cancels(publisher: RecordingPublisher) -> list[tuple[str, Command]]:
+def _cancels(publisher: MemoryPublisher) -> list[tuple[str, Command]]:
     return [
         (tid, payload)
         for tid, channel, payload in publisher.sent
@@ -66,7 +67,7 @@ def _lines(events: list[ActionEvent]) -> list[tuple[str, str]]:
 
 
 async def test_an_operators_cancel_tells_the_terminal_at_once(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await add_terminal(engine, "T-ON")
@@ -98,7 +99,7 @@ async def test_an_operators_cancel_tells_the_terminal_at_once(
 
 
 async def test_a_broker_that_is_away_does_not_fail_the_cancel_and_the_sweeper_tells_later(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await add_terminal(engine, "T-1")
@@ -108,7 +109,7 @@ async def test_a_broker_that_is_away_does_not_fail_the_cancel_and_the_sweeper_te
     done = await service.cancel_and_tell(action.id, actor="user:olga")
     assert done.action.state is ActionState.CANCELLED  # the cancel stands
     assert not done.notice.sent
-    assert done.notice.text.startswith("terminal not reached: the test broker is away; ")
+    assert done.notice.text.startswith("terminal not reached: the in-memory broker is away; ")
     assert "tries again every round until" in done.notice.text
     assert await service.notices.tell_pending() == 0  # still away: one history line only
     events = await _history(engine, action.id)
@@ -127,7 +128,7 @@ async def test_a_broker_that_is_away_does_not_fail_the_cancel_and_the_sweeper_te
 
 
 async def test_a_cancel_made_inside_another_transaction_is_told_by_the_sweepers_round(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     # A rollout's abort cancels with cancel_action in its own transaction.
     service, publisher = offers
@@ -154,7 +155,7 @@ async def test_a_cancel_made_inside_another_transaction_is_told_by_the_sweepers_
 
 
 async def test_an_action_whose_offer_never_went_out_is_not_told_and_a_late_one_lapses(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await add_terminal(engine, "T-1")
@@ -197,7 +198,7 @@ def _answer(command_id: str, status: CommandStatus, **output: Any) -> CommandRes
 
 
 async def test_the_agents_answers_are_recorded_on_the_history_once_and_reopen_nothing(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, _ = offers
     await add_terminal(engine, "T-1")

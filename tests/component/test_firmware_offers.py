@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MemoryPublisher, MqttPublisher
 from posfleet.contract import (
     Channel,
     FirmwareOffer,
@@ -22,7 +23,6 @@ from posfleet.contract import (
     topic,
     utcnow,
 )
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender
 from posfleet.firmware.action_records import get_action, list_events
 from posfleet.firmware.action_states import ActionState, RetryPolicy
 from posfleet.firmware.action_sweeper import ActionSweeper
@@ -30,12 +30,7 @@ from posfleet.firmware.actions import create_action, record_status
 from posfleet.firmware.artifacts import ArtifactRecord
 from posfleet.firmware.download_tokens import DownloadTokens
 from posfleet.firmware.errors import ArtifactNotFoundError
-from posfleet.firmware.offers import (
-    FirmwareOffers,
-    PushRequest,
-    PushRequestError,
-    RecordingPublisher,
-)
+from posfleet.firmware.offers import FirmwareOffers, PushRequest, PushRequestError
 from posfleet.store import write_transaction
 from posfleet.store.accounts import list_audit
 from tests.component.firmware_rows import add_artifact, add_terminal, signed_manifest
@@ -45,8 +40,8 @@ TOKENS = DownloadTokens(b"k" * 32)
 
 
 @pytest.fixture
-async def offers(engine: AsyncEngine) -> AsyncIterator[tuple[FirmwareOffers, RecordingPublisher]]:
-    publisher = RecordingPublisher()
+async def offers(engine: AsyncEngine) -> AsyncIterator[tuple[FirmwareOffers, MemoryPublisher]]:
+    publisher = MemoryPublisher()
     yield (
         FirmwareOffers(
             engine,
@@ -69,7 +64,7 @@ async def _fleet(engine: AsyncEngine) -> ArtifactRecord:
 
 
 async def test_a_push_offers_the_image_to_fitting_terminals_and_says_why_not_to_others(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await _fleet(engine)
@@ -121,7 +116,7 @@ async def test_a_push_offers_the_image_to_fitting_terminals_and_says_why_not_to_
 
 
 async def test_a_downgrade_needs_the_manifest_and_the_operators_confirmation(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, _ = offers
     await add_terminal(engine, "T-NEWER", firmware="5.4.0")
@@ -142,7 +137,7 @@ async def test_a_downgrade_needs_the_manifest_and_the_operators_confirmation(
 
 
 async def test_bad_pushes_are_refused_before_anything_is_stored(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     with pytest.raises(ArtifactNotFoundError):
@@ -155,7 +150,7 @@ async def test_bad_pushes_are_refused_before_anything_is_stored(
 
 
 async def test_offers_not_published_now_go_out_later_and_reconnects_get_a_new_token(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await _fleet(engine)
@@ -188,7 +183,7 @@ async def test_offers_not_published_now_go_out_later_and_reconnects_get_a_new_to
 
 
 async def test_a_failed_attempt_is_offered_again_with_a_new_token(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     await _fleet(engine)
@@ -215,7 +210,7 @@ async def test_a_failed_attempt_is_offered_again_with_a_new_token(
 
 
 async def test_the_sweeper_times_an_action_out_at_its_deadline(
-    engine: AsyncEngine, offers: tuple[FirmwareOffers, RecordingPublisher]
+    engine: AsyncEngine, offers: tuple[FirmwareOffers, MemoryPublisher]
 ) -> None:
     service, publisher = offers
     artifact = await _fleet(engine)
@@ -259,7 +254,7 @@ async def test_offers_reach_the_terminal_through_the_real_broker_qos1_not_retain
         login = BrokerLogin(
             *broker.address_for(broker.central), broker.central.username, broker.central.password
         )
-        async with MqttCommandSender(login) as channel:
+        async with MqttPublisher(login) as channel:
             service = FirmwareOffers(engine, TOKENS, base_url="http://c", publisher=channel)
             result = await service.push(PushRequest(artifact.label, ["T-OK"]), actor="user:olga")
             assert result.offered == 1
@@ -278,7 +273,7 @@ async def test_a_publish_without_a_broker_fails_in_time_and_leaves_the_action_du
 ) -> None:
     artifact = await _fleet(engine)
     login = BrokerLogin("127.0.0.1", free_port(), "central", "nobody-listens")
-    async with MqttCommandSender(login) as channel:
+    async with MqttPublisher(login) as channel:
         service = FirmwareOffers(
             engine, TOKENS, base_url="http://c", publisher=channel, publish_timeout_s=0.5
         )

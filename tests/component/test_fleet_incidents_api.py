@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher
 from posfleet.contract import (
     Channel,
     HealthMetrics,
@@ -33,12 +35,13 @@ from posfleet.contract import (
 )
 from posfleet.dashboard import create_app
 from posfleet.dashboard.incidents_api import PLAYBOOK_RUNNER_KEY
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender
+from posfleet.diagnostics.command_channel import DownlinkCommandSender
+from posfleet.diagnostics.incident_actions import change_incident
+from posfleet.diagnostics.incident_lifecycle import resolve_by_staff
 from posfleet.diagnostics.playbook_runner import PlaybookRunner
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
 from posfleet.store import apply_inventory
 from posfleet.store.accounts import Role, create_api_token, create_user
-from posfleet.store.incidents import resolve_incident
 from tests.component.test_incident_playbooks_page import _broken_printer, _host_down
 from tests.component.test_incidents_page import (
     PASSWORD,
@@ -64,9 +67,9 @@ async def runner(
     login = BrokerLogin(
         *broker.address_for(broker.central), broker.central.username, broker.central.password
     )
-    async with MqttCommandSender(login) as channel:
-        await channel.wait_ready(10)
-        yield PlaybookRunner(sqlite_engine, channel)
+    async with MqttPublisher(login) as downlink:
+        await downlink.wait_ready(10)
+        yield PlaybookRunner(sqlite_engine, DownlinkCommandSender(downlink))
 
 
 @pytest.fixture
@@ -150,7 +153,8 @@ async def test_the_api_runs_a_fleet_playbook_on_every_affected_terminal_or_a_cho
 
     # A terminal that recovered is not "affected" any more: "*" leaves it out.
     async with sqlite_engine.begin() as conn:
-        await resolve_incident(conn, child_of[ids[0]], by="alice", now=datetime.now(UTC))
+        resolved = partial(resolve_by_staff, by="alice", resolution="", now=datetime.now(UTC))
+        await change_incident(conn, child_of[ids[0]], resolved)
     runs = await _run(api, support, fleet, playbook="self_test", terminal="*")
     assert sorted(run["terminal_id"] for run in runs) == sorted(ids[1:])
 

@@ -9,6 +9,7 @@ import html as html_module
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 
 import pytest
 from aiohttp import web
@@ -31,9 +32,11 @@ from posfleet.contract import (
     utcnow,
 )
 from posfleet.dashboard import create_app
+from posfleet.diagnostics.incident_actions import change_incident
+from posfleet.diagnostics.incident_lifecycle import resolve_by_staff
 from posfleet.store import apply_health, apply_inventory, apply_state
 from posfleet.store.accounts import Role, create_user
-from posfleet.store.incidents import IncidentSpec, open_incident, resolve_incident
+from posfleet.store.incidents import IncidentSpec, open_incident
 
 SECRET = bytes(range(32))
 PASSWORD = "terminal-page-viewer-7"
@@ -274,7 +277,8 @@ async def test_terminal_page_shows_registry_health_and_open_incidents(
     incident_id = await _open(engine, _reader_spec("DEMO-0001"))
     old_id = await _open(engine, _old_spec())
     async with engine.begin() as conn:
-        await resolve_incident(conn, old_id, by="user:alice", resolution="cleared", now=utcnow())
+        by_alice = partial(resolve_by_staff, by="user:alice", resolution="cleared", now=utcnow())
+        await change_incident(conn, old_id, by_alice)
     html = await _html(viewer, "/terminals/DEMO-0001")
     assert "<title>Terminal DEMO-0001 - posfleet</title>" in html
     assert 'href="/incidents"' in html and "victor" in html  # the usual header, logged in

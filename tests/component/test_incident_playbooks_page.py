@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher
 from posfleet.contract import CommandStatus
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender
+from posfleet.diagnostics.command_channel import DownlinkCommandSender
 from posfleet.diagnostics.playbook_runner import PlaybookRunner
 from posfleet.store.accounts import Role, create_user
 from posfleet.store.incidents import list_playbook_runs
@@ -47,9 +48,9 @@ async def runner(engine: AsyncEngine, broker: PrivateBroker) -> AsyncIterator[Pl
     login = BrokerLogin(
         *broker.address_for(broker.central), broker.central.username, broker.central.password
     )
-    async with MqttCommandSender(login) as channel:
-        await channel.wait_ready(10)
-        yield PlaybookRunner(engine, channel)
+    async with MqttPublisher(login) as downlink:
+        await downlink.wait_ready(10)
+        yield PlaybookRunner(engine, DownlinkCommandSender(downlink))
 
 
 @pytest.fixture

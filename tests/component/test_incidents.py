@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,8 +23,15 @@ from posfleet.contract import (
     Severity,
     Topic,
 )
+from posfleet.diagnostics.errors import IncidentTransitionError
 from posfleet.diagnostics.findings import Finding, FindingKind
-from posfleet.diagnostics.incident_recorder import IncidentRecorder
+from posfleet.diagnostics.incident_actions import change_incident
+from posfleet.diagnostics.incident_lifecycle import acknowledge, assign, resolve_by_staff
+from posfleet.diagnostics.incident_recorder import (
+    IncidentRecorder,
+    open_or_reopen,
+    resolve_cleared,
+)
 from posfleet.diagnostics.rule_files import load_builtin_rules
 from posfleet.diagnostics.runtime import Diagnostics, DiagnosticsSettings
 from posfleet.diagnostics.webhooks import NotificationEvent
@@ -34,14 +42,10 @@ from posfleet.store.incidents import (
     IncidentSpec,
     IncidentState,
     OpenOutcome,
-    acknowledge_incident,
     add_note,
-    assign_incident,
     list_incidents,
     list_notes,
     open_incident,
-    resolve_incident,
-    resolve_open_incident,
 )
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -127,23 +131,31 @@ async def test_lifecycle_ack_assign_note_resolve_and_flap_reopens(
     db: AsyncEngine, request: pytest.FixtureRequest
 ) -> None:
     terminal_id = _tid(request, "LIFE")
+    window = timedelta(minutes=15)
     async with db.begin() as conn:
-        incident_id, outcome = await open_incident(conn, _spec(terminal_id), now=T0)
+        incident_id, outcome = await open_or_reopen(
+            conn, _spec(terminal_id), now=T0, flap_window=window
+        )
         assert outcome is OpenOutcome.OPENED
-        assert await acknowledge_incident(conn, incident_id, by="alice", now=T0)
-        assert not await acknowledge_incident(conn, incident_id, by="bob", now=T0)
-        assert await assign_incident(conn, incident_id, "bob", now=T0)
+        assert await change_incident(conn, incident_id, partial(acknowledge, by="alice", now=T0))
+        with pytest.raises(IncidentTransitionError):
+            await change_incident(conn, incident_id, partial(acknowledge, by="bob", now=T0))
+        assert await change_incident(conn, incident_id, partial(assign, assignee="bob", now=T0))
         await add_note(conn, incident_id, author="alice", text="called the merchant", now=T0)
         key = _spec(terminal_id).open_key
-        assert await resolve_open_incident(conn, key, now=T0 + timedelta(minutes=1)) == incident_id
+        cleared = await resolve_cleared(conn, key, now=T0 + timedelta(minutes=1))
+        assert cleared is not None and cleared.incident_id == incident_id
         # The condition comes back five minutes later: flapping, the same incident.
-        again, outcome = await open_incident(
-            conn, _spec(terminal_id), now=T0 + timedelta(minutes=6)
+        again, outcome = await open_or_reopen(
+            conn, _spec(terminal_id), now=T0 + timedelta(minutes=6), flap_window=window
         )
         assert (again, outcome) == (incident_id, OpenOutcome.REOPENED)
-        assert await resolve_incident(conn, incident_id, by="bob", now=T0 + timedelta(minutes=7))
+        by_bob = partial(resolve_by_staff, by="bob", resolution="", now=T0 + timedelta(minutes=7))
+        assert await change_incident(conn, incident_id, by_bob)
         # An hour later it is a new problem: a new incident.
-        later, outcome = await open_incident(conn, _spec(terminal_id), now=T0 + timedelta(hours=1))
+        later, outcome = await open_or_reopen(
+            conn, _spec(terminal_id), now=T0 + timedelta(hours=1), flap_window=window
+        )
         assert outcome is OpenOutcome.OPENED and later != incident_id
         notes = await list_notes(conn, incident_id)
 
@@ -392,7 +404,9 @@ async def test_a_fault_ahead_of_the_health_it_followed_is_one_incident_its_rule_
         [reported] = await _terminal_incidents(db, terminal_id)
         assert reported.rule_id == "reported.network.host_unreachable"
         async with db.begin() as conn:
-            assert await acknowledge_incident(conn, reported.id, by="alice", now=T0)
+            assert await change_incident(
+                conn, reported.id, partial(acknowledge, by="alice", now=T0)
+            )
 
         await _report_host(diagnostics, terminal_id, 1, reachable=True)
         [incident] = await _terminal_incidents(db, terminal_id)

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from posfleet.contract import utcnow
 from posfleet.dashboard import create_app
 from posfleet.dashboard.incidents_api import PLAYBOOK_RUNNER_KEY
+from posfleet.diagnostics.incident_recorder import resolve_cleared
 from posfleet.diagnostics.playbook_runner import PlaybookRunner
 from posfleet.store.accounts import Role, create_user, list_audit
 from posfleet.store.cases import (
@@ -29,7 +30,6 @@ from posfleet.store.incidents import (
     IncidentKind,
     IncidentSpec,
     open_incident,
-    resolve_open_incident,
     set_parent,
     terminal_open_key,
 )
@@ -375,7 +375,7 @@ async def test_auto_resolution_says_it_resolved_by_itself_and_when(
     async with engine.begin() as conn:
         cleared = utcnow() - timedelta(minutes=16)
         key = terminal_open_key("T-0012", spec.rule_id)
-        assert await resolve_open_incident(conn, key, now=cleared, resolution="condition cleared")
+        assert await resolve_cleared(conn, key, now=cleared)
     html = await _page(support, f"/incidents/{incident_id}")
     assert "Resolved by itself: its condition cleared, 14 min after it opened" in html
     assert cleared.strftime("%Y-%m-%d %H:%M:%S UTC") in html
@@ -425,7 +425,7 @@ async def test_fleet_incident_counts_every_terminal_and_shows_the_shared_merchan
 
     async with engine.begin() as conn:
         key = terminal_open_key("FL-1", "network.host_unreachable")
-        await resolve_open_incident(conn, key, now=utcnow(), resolution="condition cleared")
+        await resolve_cleared(conn, key, now=utcnow())
     listing = await _page(support, "/incidents")
     assert "fleet: 4 terminals, 3 still affected" in listing
     assert "S-1 / M1001" in listing

@@ -26,6 +26,7 @@ from schemathesis import GenerationMode
 from schemathesis.core.failures import FailureGroup
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import HealthMetrics, HealthReport, Printer, PrinterStatus
 from posfleet.dashboard import create_app
 from posfleet.dashboard.firmware_actions_api import FIRMWARE_OFFERS_KEY
@@ -33,7 +34,7 @@ from posfleet.dashboard.firmware_download import FirmwareDelivery
 from posfleet.dashboard.openapi_page import OPENAPI_PATH
 from posfleet.firmware.artifact_store import ArtifactStore
 from posfleet.firmware.download_tokens import DownloadTokens
-from posfleet.firmware.offers import FirmwareOffers, RecordingPublisher
+from posfleet.firmware.offers import FirmwareOffers
 from posfleet.store import apply_health
 from posfleet.store.accounts import Role, create_api_token
 from posfleet.store.cases import CaseCategory, CaseChannel, CaseDraft, insert_case
@@ -122,7 +123,7 @@ async def server(sqlite_engine: AsyncEngine, tmp_path: Path) -> AsyncIterator[Ba
         sqlite_engine,
         DownloadTokens(bytes(32)),
         base_url="http://central.test",
-        publisher=RecordingPublisher(),
+        publisher=MemoryPublisher(),
     )
     async with TestServer(app, host="127.0.0.1") as test_server:
         yield test_server

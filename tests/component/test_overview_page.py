@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -16,16 +17,12 @@ from yarl import URL
 from posfleet.contract import Inventory, State, utcnow
 from posfleet.dashboard import create_app
 from posfleet.dashboard.overview_page import OVERVIEW_CACHE_KEY, overview_snapshot
+from posfleet.diagnostics.incident_actions import change_incident
+from posfleet.diagnostics.incident_lifecycle import acknowledge, resolve_by_staff
 from posfleet.store import apply_inventory, apply_state
 from posfleet.store.accounts import Role, create_api_token, create_user
 from posfleet.store.cases import CaseCategory, CaseChannel, CaseDraft, insert_case
-from posfleet.store.incidents import (
-    IncidentKind,
-    IncidentSpec,
-    acknowledge_incident,
-    open_incident,
-    resolve_incident,
-)
+from posfleet.store.incidents import IncidentKind, IncidentSpec, open_incident
 
 SECRET = bytes(range(32))
 PASSWORD = "overview-at-a-glance-9"
@@ -79,8 +76,9 @@ async def _seed(engine: AsyncEngine) -> dict[str, int]:
             ("gone", "T-0002", "critical"),
         ):
             ids[name], _ = await open_incident(conn, _spec(tid, f"rule.{name}", severity), now=now)
-        await acknowledge_incident(conn, ids["err"], by="alice", now=now)
-        await resolve_incident(conn, ids["gone"], by="alice", now=now)
+        await change_incident(conn, ids["err"], partial(acknowledge, by="alice", now=now))
+        resolved = partial(resolve_by_staff, by="alice", resolution="", now=now)
+        await change_incident(conn, ids["gone"], resolved)
         fleet = _spec(None, "rule.fleet", "warning", kind=IncidentKind.FLEET, correlation="fw")
         await open_incident(conn, fleet, now=now)
         today = now.date()
@@ -203,7 +201,8 @@ async def test_the_live_fragment_follows_a_change(
     await _log_in(client)
     now = utcnow()
     async with engine.begin() as conn:
-        await resolve_incident(conn, seeded["crit"], by="vera", now=now)
+        resolved = partial(resolve_by_staff, by="vera", resolution="", now=now)
+        await change_incident(conn, seeded["crit"], resolved)
         await apply_state(
             conn, "T-0002", State(online=True, agent_version="1", boot_id="b2", ts=now), now=now
         )

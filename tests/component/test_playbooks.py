@@ -16,8 +16,9 @@ import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher
 from posfleet.contract import Channel, CommandResult, CommandStatus, decode, encode, topic, utcnow
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender
+from posfleet.diagnostics.command_channel import CommandSender, DownlinkCommandSender
 from posfleet.diagnostics.errors import PlaybookError
 from posfleet.diagnostics.playbook_runner import PlaybookRunner
 from posfleet.store import create_engine, upgrade_engine
@@ -93,13 +94,13 @@ async def db(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def sender(broker: PrivateBroker) -> AsyncIterator[MqttCommandSender]:
+async def sender(broker: PrivateBroker) -> AsyncIterator[CommandSender]:
     login = BrokerLogin(
         *broker.address_for(broker.central), broker.central.username, broker.central.password
     )
-    async with MqttCommandSender(login) as channel:
-        await channel.wait_ready(10)
-        yield channel
+    async with MqttPublisher(login) as downlink:
+        await downlink.wait_ready(10)
+        yield DownlinkCommandSender(downlink)
 
 
 async def _incident(db: AsyncEngine, terminal_id: str) -> int:
@@ -118,7 +119,7 @@ async def _incident(db: AsyncEngine, terminal_id: str) -> int:
 
 
 async def test_card_payments_playbook_finds_the_broken_reader_and_records_it(
-    db: AsyncEngine, sender: MqttCommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
+    db: AsyncEngine, sender: CommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
 ) -> None:
     def answer(name: str, _args: dict[str, Any]) -> tuple[CommandStatus, dict[str, Any]]:
         if name == "card_reader_test":
@@ -146,7 +147,7 @@ async def test_card_payments_playbook_finds_the_broken_reader_and_records_it(
 
 
 async def test_a_silent_terminal_ends_the_run_timed_out_not_in_progress(
-    db: AsyncEngine, sender: MqttCommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
+    db: AsyncEngine, sender: CommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
 ) -> None:
     terminal = scripted("PB-SILENT", lambda _name, _args: None)
     runner = PlaybookRunner(db, sender)
@@ -159,7 +160,7 @@ async def test_a_silent_terminal_ends_the_run_timed_out_not_in_progress(
 
 
 async def test_rejected_command_fails_the_run_with_the_reason(
-    db: AsyncEngine, sender: MqttCommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
+    db: AsyncEngine, sender: CommandSender, scripted: Callable[[str, Answer], ScriptedTerminal]
 ) -> None:
     terminal = scripted("PB-REJECT", lambda _n, _a: (CommandStatus.REJECTED, {}))
     run = await PlaybookRunner(db, sender).run("clock_resync", terminal.terminal_id, started_by="x")
@@ -168,7 +169,7 @@ async def test_rejected_command_fails_the_run_with_the_reason(
 
 
 async def test_unknown_playbook_is_refused_and_stale_runs_expire(
-    db: AsyncEngine, sender: MqttCommandSender
+    db: AsyncEngine, sender: CommandSender
 ) -> None:
     with pytest.raises(PlaybookError, match="card_payments_failing"):
         await PlaybookRunner(db, sender).run("nope", "PB-X", started_by="x")

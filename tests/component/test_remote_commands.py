@@ -10,9 +10,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import Channel, Command, CommandResult, CommandStatus, State, utcnow
 from posfleet.diagnostics.command_results_ingest import CommandResultHandler
 from posfleet.diagnostics.command_sweeper import CommandSweeper
@@ -33,21 +33,6 @@ SEEN: list[CommandRecord] = []
 async def remember(conn: AsyncConnection, record: CommandRecord) -> None:
     """A result consumer: notes what it was given."""
     SEEN.append(record)
-
-
-class FakeBroker:
-    """Takes every message, or refuses them all while ``away``."""
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, Channel, BaseModel]] = []
-        self.away = False
-
-    async def publish(
-        self, terminal_id: str, channel: Channel, payload: BaseModel, *, timeout_s: float = 10.0
-    ) -> None:
-        if self.away:
-            raise ConnectionError("broker unreachable")
-        self.sent.append((terminal_id, channel, payload))
 
 
 async def _terminal(engine: AsyncEngine, terminal_id: str, *, online: bool) -> None:
@@ -75,7 +60,7 @@ async def _ingest(
 async def test_a_command_is_recorded_sent_answered_and_handed_to_consumers(
     engine: AsyncEngine,
 ) -> None:
-    broker = FakeBroker()
+    broker = MemoryPublisher()
     await _terminal(engine, "T-ON", online=True)
     record = await issue_command(
         engine, broker, "T-ON", "host_ping", {}, issued_by="alice", reason="merchant calls"
@@ -109,7 +94,7 @@ async def test_a_command_is_recorded_sent_answered_and_handed_to_consumers(
 async def test_an_offline_terminal_gets_its_command_at_reconnect_or_it_expires(
     sqlite_engine: AsyncEngine,
 ) -> None:
-    engine, broker = sqlite_engine, FakeBroker()
+    engine, broker = sqlite_engine, MemoryPublisher()
     await _terminal(engine, "T-OFF", online=False)
     waiting = await issue_command(
         engine, broker, "T-OFF", "print_test", {}, issued_by="bob", reason=""
@@ -152,9 +137,9 @@ async def test_an_offline_terminal_gets_its_command_at_reconnect_or_it_expires(
 async def test_a_command_the_broker_did_not_take_is_published_by_the_sweeper(
     sqlite_engine: AsyncEngine,
 ) -> None:
-    engine, broker = sqlite_engine, FakeBroker()
+    engine, broker = sqlite_engine, MemoryPublisher()
     await _terminal(engine, "T-AWAY", online=True)
-    broker.away = True
+    broker.failing = True
     record = await issue_command(
         engine, broker, "T-AWAY", "self_test", {}, issued_by="carol", reason=""
     )
@@ -162,7 +147,7 @@ async def test_a_command_the_broker_did_not_take_is_published_by_the_sweeper(
     sweeper = CommandSweeper(engine, broker)
     await sweeper.sweep()
     assert broker.sent == []
-    broker.away = False
+    broker.failing = False
     await sweeper.sweep()
     async with engine.connect() as conn:
         sent = await get_command(conn, record.id)
@@ -189,7 +174,7 @@ async def test_requests_that_cannot_be_sent_are_refused_with_the_reason(
     with pytest.raises(CommandRequestError) as refused:
         await issue_command(
             sqlite_engine,
-            FakeBroker(),
+            MemoryPublisher(),
             "T-1",
             name,
             args,
@@ -205,7 +190,7 @@ async def test_unknown_terminals_and_other_results_are_not_staff_commands(
 ) -> None:
     with pytest.raises(UnknownTerminalError):
         await issue_command(
-            sqlite_engine, FakeBroker(), "NOPE", "print_test", {}, issued_by="e", reason=""
+            sqlite_engine, MemoryPublisher(), "NOPE", "print_test", {}, issued_by="e", reason=""
         )
     passed: list[str] = []
 

@@ -12,12 +12,13 @@ import sqlalchemy as sa
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import Channel, UpdateState, UpdateStatus, utcnow
 from posfleet.firmware.action_records import ActionRecord, list_actions
 from posfleet.firmware.action_states import ActionState, RetryPolicy
 from posfleet.firmware.actions import record_status
 from posfleet.firmware.download_tokens import DownloadTokens
-from posfleet.firmware.offers import FirmwareOffers, RecordingPublisher
+from posfleet.firmware.offers import FirmwareOffers
 from posfleet.firmware.rollout_model import (
     ErrorAction,
     RolloutPolicy,
@@ -45,9 +46,9 @@ from tests.component.rollout_rows import (
 TOKENS = DownloadTokens(b"r" * 32)
 
 
-def offers_for(engine: AsyncEngine) -> tuple[FirmwareOffers, RecordingPublisher]:
+def offers_for(engine: AsyncEngine) -> tuple[FirmwareOffers, MemoryPublisher]:
     """The push path over ``engine`` with a publisher that keeps what it sends."""
-    publisher = RecordingPublisher()
+    publisher = MemoryPublisher()
     service = FirmwareOffers(
         engine, TOKENS, base_url="https://fleet.example.com", publisher=publisher,
         policy=RetryPolicy(max_attempts=1),
@@ -93,7 +94,7 @@ async def start(engine: AsyncEngine, policy: RolloutPolicy) -> int:
 
 async def report(
     engine: AsyncEngine,
-    publisher: RecordingPublisher,
+    publisher: MemoryPublisher,
     terminal_ids: Sequence[str],
     state: UpdateState = UpdateState.SUCCEEDED,
     *,
@@ -357,7 +358,7 @@ async def test_waves_left_empty_by_a_small_fleet_pass_without_a_gate(engine: Asy
     ]
 
 
-class AbortingPublisher(RecordingPublisher):
+class AbortingPublisher(MemoryPublisher):
     """Staff abort the rollout while its second offer is being published."""
 
     def __init__(self, engine: AsyncEngine, rollout_id: int) -> None:

@@ -12,8 +12,8 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet.broker_bridge.downlink import MemoryPublisher
 from posfleet.contract import utcnow
-from posfleet.firmware.offers import RecordingPublisher
 from posfleet.firmware.rollout_model import RolloutState
 from posfleet.firmware.rollout_runner import RolloutRunner
 from posfleet.store.schema import firmware_actions, rollouts
@@ -110,7 +110,7 @@ async def test_a_restarted_centre_resumes_the_rollout(engine: AsyncEngine, crash
     assert len(first.sent) == 2
 
 
-async def _offered_after_tick(runner: RolloutRunner, publisher: RecordingPublisher, n: int) -> bool:
+async def _offered_after_tick(runner: RolloutRunner, publisher: MemoryPublisher, n: int) -> bool:
     await runner.tick()
     return len(publisher.sent) >= n
 

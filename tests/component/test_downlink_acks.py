@@ -12,8 +12,8 @@ import asyncio
 import uuid
 from datetime import timedelta
 
+from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher
 from posfleet.contract import Channel, Command, utcnow
-from posfleet.diagnostics.command_channel import BrokerLogin, MqttCommandSender, new_command_id
 from tests.harness import PrivateBroker
 
 
@@ -24,11 +24,11 @@ async def test_thousands_of_concurrent_publishes_are_all_acknowledged(
         *broker.address_for(broker.central), broker.central.username, broker.central.password,
         client_id=f"acks-{uuid.uuid4().hex[:8]}",
     )  # fmt: skip
-    async with MqttCommandSender(login) as channel:
+    async with MqttPublisher(login) as channel:
         await channel.wait_ready(10)
         now = utcnow()
         command = Command(
-            id=new_command_id(), name="self_test", args={}, issued_by="test:acks", issued_at=now,
+            id="acks-self-test", name="self_test", args={}, issued_by="test:acks", issued_at=now,
             expires_at=now + timedelta(seconds=1),  # no terminal is there to run it
         )  # fmt: skip
         async with asyncio.timeout(60):
