@@ -45,6 +45,7 @@ from posfleet.broker_bridge.worker_frames import (
 from posfleet.contract import utcnow
 from posfleet.store.engine import create_engine, write_transaction
 from posfleet.store.wal_checkpoints import WalCheckpointer, truncate_log
+from posfleet.store.write_turns import give_way
 
 log = logging.getLogger("posfleet.store_writer")
 
@@ -117,6 +118,9 @@ async def _serve_batches(
             tasks.create_task(receive())
             while (frame := await arrived.next()) is not None:
                 _, request_id, request, _urgent = frame
+                # Another writer of the SQLite file (an incident, a staff action) waits:
+                # it goes first, or it could wait behind the whole backlog.
+                await give_way(engine)
                 write_frame_fd(frames_fd, await _store(engine, request_id, request, config))
                 # Between batches, after the answer: the ingest acknowledges meanwhile.
                 await folding.after_batch()

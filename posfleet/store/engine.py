@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from posfleet.store.errors import ForeignKeyViolationError
+from posfleet.store.write_turns import writing
 
 _WRITER_OPTION = "posfleet_writer"
 
@@ -97,9 +98,10 @@ async def write_transaction(engine: AsyncEngine) -> AsyncIterator[AsyncConnectio
 
     Use it for read-then-write work (the ingest, the sweeper) so that concurrent writers,
     such as two central instances on one SQLite file, queue up on the busy timeout
-    instead of failing. On PostgreSQL it is an ordinary transaction.
+    instead of failing; while it runs, the store writer process lets it go first (see
+    :mod:`~posfleet.store.write_turns`). On PostgreSQL it is an ordinary transaction.
     """
-    async with engine.connect() as conn:
+    async with writing(engine), engine.connect() as conn:
         await conn.execution_options(**{_WRITER_OPTION: True})
         async with conn.begin():
             yield conn

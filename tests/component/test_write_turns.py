@@ -1,0 +1,50 @@
+"""Turns at SQLite's write lock: the store writer waits for the other writers of the file."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from posfleet.store import create_engine
+from posfleet.store.write_turns import give_way, writing
+
+
+async def test_the_writer_waits_while_another_write_is_under_way(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    # Another process's engine on the same file behaves the same: the lock is the file's.
+    writer_engine = create_engine(str(sqlite_engine.url))
+    try:
+        released = asyncio.Event()
+        order: list[str] = []
+
+        async def incident_write() -> None:
+            async with writing(sqlite_engine):
+                order.append("incident")
+                await released.wait()
+            order.append("incident committed")
+
+        holder = asyncio.create_task(incident_write())
+        await asyncio.sleep(0)  # the incident write takes its turn first
+        waiting = asyncio.create_task(give_way(writer_engine))
+        done, _ = await asyncio.wait({waiting}, timeout=0.3)
+        assert not done, "the batch went ahead of a write under way"
+        released.set()
+        await asyncio.wait_for(waiting, timeout=10)
+        await holder
+        assert order == ["incident", "incident committed"]
+        # Nobody writing: the writer's turn is immediate.
+        await asyncio.wait_for(give_way(writer_engine), timeout=1)
+    finally:
+        await writer_engine.dispose()
+
+
+async def test_concurrent_writes_of_one_process_share_the_turn(sqlite_engine: AsyncEngine) -> None:
+    async with writing(sqlite_engine), writing(sqlite_engine):
+        pass
+    async with writing(sqlite_engine):
+        waiting = asyncio.create_task(give_way(sqlite_engine))
+        done, _ = await asyncio.wait({waiting}, timeout=0.2)
+        assert not done  # the inner release did not hand the turn over early
+    await asyncio.wait_for(waiting, timeout=10)
