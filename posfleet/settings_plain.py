@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import tomllib
 import types
 import typing
 from collections.abc import Mapping
@@ -23,6 +22,8 @@ from typing import Annotated, Any, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
+
+from posfleet.toml_files import read_toml
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -123,14 +124,7 @@ def load_plain_settings(
     """
     values: dict[str, Any] = {}
     if config_file is not None:
-        try:
-            values = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise error(f"config file {config_file} does not exist") from None
-        except OSError as exc:
-            raise error(f"cannot read {config_file}: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise error(f"{config_file} is not valid TOML: {exc}") from None
+        values = read_toml(config_file, error)
     try:
         values |= environment_values(cls, env_prefix)
     except ValueError as exc:

@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 from posfleet.agent.drivers.zvt_tcp import is_zvt_tcp_url, parse_zvt_tcp_url
 from posfleet.agent.errors import ConfigError
 from posfleet.contract.topics import validate_terminal_id
+from posfleet.toml_files import read_toml
 
 if TYPE_CHECKING:
     from posfleet.firmware.signing import TrustedKeys
@@ -527,16 +528,7 @@ def load_agent_settings(config_file: Path | None = None, **overrides: Any) -> Ag
     """
     values: dict[str, Any] = {}
     if config_file is not None:
-        import tomllib  # only when there is a file (the environment alone needs no parser)
-
-        try:
-            values = tomllib.loads(config_file.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise ConfigError(f"config file {config_file} does not exist") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {config_file}: {exc.strerror or exc}") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{config_file} is not valid TOML: {exc}") from None
+        values = read_toml(config_file, ConfigError)
     try:
         values |= environment_values()
     except ValueError as exc:
