@@ -5,7 +5,8 @@ terminal sent just before it may still be queued in the bulk lane. Three rules f
 all pure and used by the rule engine:
 
 - a health report older than an event (a lower ``seq``) cannot clear what that event
-  set going: only a report the terminal sent after the event knows the fault is gone;
+  set going, nor can the clock judging against that report: only a report the terminal
+  sent after the event knows the fault is gone;
 - an event that came before any health report at all opened a reported fault at once;
   when the report comes and the event's rule fires, the rule *takes over* that incident
   (one incident, now with the rule's cause and remedy) instead of a second one opening
@@ -26,14 +27,23 @@ from posfleet.diagnostics.findings import Finding, FindingKind
 from posfleet.diagnostics.rule_model import Rule
 from posfleet.diagnostics.terminal_state import Phase, TerminalState
 
+NOT_FROM_THE_REPORT = frozenset({"events"})
+"""Inputs a health report does not carry: a condition reading only these clears by
+itself as its window slides, whatever report the terminal sent last."""
+
 
 def not_overtaken(state: TerminalState, rules: Iterable[Rule], seq: int) -> list[Rule]:
-    """The rules a health report with ``seq`` may judge: not one that an event sent
-    after this report already set going, which only a later report can clear."""
+    """The rules a health report with ``seq`` (or the clock, judging against it) may
+    judge: not one that an event sent after this report already set going, where what
+    clears it reads the report: only a later report can say the fault is gone."""
     judged = []
     for rule in rules:
         rule_state = state.rules.get(rule.id)
-        if rule_state is not None and rule_state.phase is not Phase.IDLE:
+        if (
+            rule_state is not None
+            and rule_state.phase is not Phase.IDLE
+            and _clears_on_the_report(rule)
+        ):
             newest = max(
                 (state.event_seq.get(code, -1) for count in rule.events for code in count.codes),
                 default=-1,
@@ -42,6 +52,11 @@ def not_overtaken(state: TerminalState, rules: Iterable[Rule], seq: int) -> list
                 continue
         judged.append(rule)
     return judged
+
+
+def _clears_on_the_report(rule: Rule) -> bool:
+    clearing = rule.clear_when if rule.clear_when is not None else rule.when
+    return clearing is None or not clearing.variables <= NOT_FROM_THE_REPORT
 
 
 def behind_the_health(

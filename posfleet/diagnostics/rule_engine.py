@@ -335,9 +335,14 @@ class RuleEngine:
                     due[rule_id] = rule
             for rule in self._absence:
                 due[rule.id] = rule
-            if due:
+            # The clock judges against the latest report as well: one an event overtook
+            # cannot clear what the event set going (early_events).
+            judged = not_overtaken(
+                state, due.values(), -1 if state.last_seq is None else state.last_seq
+            )
+            if judged:
                 variables = state.variables(now.date())
-                findings += self._judge.evaluate(terminal_id, state, due.values(), variables, now)
+                findings += self._judge.evaluate(terminal_id, state, judged, variables, now)
             if state.waiting_events:
                 self._expire_waiting(state, now)
             for code, last in list(state.reported.items()):

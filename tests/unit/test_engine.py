@@ -248,6 +248,9 @@ def test_a_health_report_sent_before_an_early_event_does_not_clear_its_incident(
     handed = _kinds(engine.observe_health("T-1", _printer(1, 0.0, PrinterStatus.OK), _at(0.2)))
     assert handed == ["taken_over:printer.not_ready"]
     assert engine.firing("T-1") == ["printer.not_ready"]
+    # Nor may the clock, judging the rule's window against that same old report.
+    assert engine.tick(_at(30)) == []
+    assert engine.firing("T-1") == ["printer.not_ready"]
     later = engine.observe_health("T-1", _printer(3, 60, PrinterStatus.OK), _at(60))
     assert _kinds(later) == ["cleared:printer.not_ready"]
 
@@ -258,6 +261,8 @@ def test_a_health_report_overtaken_by_an_event_cannot_clear_what_the_event_opene
     assert _kinds(engine.observe_event("T-1", _jam(3), _at(59))) == ["opened:printer.not_ready"]
     # seq 2 left the terminal before the jam; it comes in late through the bulk lane.
     assert engine.observe_health("T-1", _printer(2, 58, PrinterStatus.OK), _at(60)) == []
+    assert engine.firing("T-1") == ["printer.not_ready"]
+    assert engine.tick(_at(61)) == [], "the clock reads the same overtaken report"
     assert engine.firing("T-1") == ["printer.not_ready"]
     cleared = engine.observe_health("T-1", _printer(4, 120, PrinterStatus.OK), _at(120))
     assert _kinds(cleared) == ["cleared:printer.not_ready"]
