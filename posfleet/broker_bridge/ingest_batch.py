@@ -21,7 +21,7 @@ import asyncio
 import enum
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -195,12 +195,16 @@ DECODE_SLICE = 64
 
 
 async def prepare_batch(
-    batch: Sequence[RawMessage], handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS
+    batch: Sequence[RawMessage],
+    handlers: Mapping[Channel, ChannelHandler] = DEFAULT_HANDLERS,
+    *,
+    pause: Callable[[], Awaitable[None]] | None = None,
 ) -> PreparedBatch:
     """Validate every message of ``batch`` once and build its :class:`StoreRequest`.
 
-    Pure CPU, no database, done in slices of :data:`DECODE_SLICE` between turns of the
-    event loop, so that the broker's acknowledgements and a fast-lane batch are not held
+    Pure CPU, no database, done in slices of :data:`DECODE_SLICE`, awaiting ``pause``
+    between them (by default one turn of the event loop; the bulk lane waits for the
+    fast lane's batch too), so that the broker's acknowledgements and a fast-lane batch are not held
     up behind a large bulk batch. Health reports become samples unless a handler takes
     them; bad JSON, wrong types, unknown topics and oversize payloads are rejected here
     with their reason and become dead letters when the batch is stored.
@@ -224,7 +228,7 @@ async def prepare_batch(
                 request.items.append(message)
             request.wire.append((raw.topic, raw.payload))
         if start + DECODE_SLICE < len(batch):
-            await asyncio.sleep(0)
+            await (pause() if pause is not None else asyncio.sleep(0))
     return prepared
 
 
