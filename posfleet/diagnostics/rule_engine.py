@@ -389,9 +389,10 @@ class RuleEngine:
         state.last_report_at = now
         if not self._absence:
             return []
-        variables = state.variables(now.date())
         held = [r for r in self._absence if r.id in state.rules]
-        return self._judge.evaluate(terminal_id, state, held, variables, now) if held else []
+        if not held:
+            return []
+        return self._judge.evaluate(terminal_id, state, held, state.variables(now.date()), now)
 
     def _rules_reading(self, changed: Iterable[str]) -> dict[str, Rule]:
         found: dict[str, Rule] = {}
