@@ -8,15 +8,21 @@ engine, the incident's transaction) waited seconds for them. The queue and the w
 already put the fast lane first; this puts it first on the loop too.
 
 The fast lane *begins* when it takes a batch and *ends* once that batch's hook returned;
-meanwhile the bulk lane's work waits at its yields (:meth:`LanePriority.turn`). Faults
-come in ones and twos, so the bulk lane loses little; an event storm that kept the fast
-lane busy without a pause would hold health back, which then waits in the broker's
-persistent session, not lost.
+meanwhile the bulk lane's work waits at its yields (:meth:`LanePriority.turn`), for at
+most :data:`HOLD_S` at a time. Faults come in ones and twos and a fast batch is done
+within that, so for them the bulk lane simply waits. A burst that keeps the fast lane
+busy (a shop's terminals all rebooting after an update) slows the bulk lane to a slice
+per hold instead of stopping it: health keeps coming in, and a rollout's health gate
+still sees the updated terminals report.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+
+HOLD_S = 0.25
+"""The longest the bulk lane waits at one yield for the fast lane."""
 
 
 class LanePriority:
@@ -45,6 +51,10 @@ class LanePriority:
 
     async def turn(self) -> None:
         """Where bulk work yields: one turn of the loop, then until no fast batch is in
-        hand."""
+        hand, or :data:`HOLD_S` passed."""
         await asyncio.sleep(0)
-        await self._clear.wait()
+        if self._clear.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_S):
+                await self._clear.wait()

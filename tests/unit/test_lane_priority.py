@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from posfleet.broker_bridge.lane_priority import LanePriority
+from posfleet.broker_bridge.lane_priority import HOLD_S, LanePriority
 
 
 async def test_bulk_work_goes_on_at_once_while_the_fast_lane_has_nothing() -> None:
@@ -37,3 +37,16 @@ async def test_an_extra_end_does_not_leave_the_bulk_lane_waiting_later() -> None
     priority.end()
     async with asyncio.timeout(1):
         await priority.turn()
+
+
+async def test_a_fast_lane_that_stays_busy_slows_the_bulk_lane_but_does_not_stop_it() -> None:
+    priority = LanePriority()
+    priority.begin()  # and never ends: a burst of state messages
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    async with asyncio.timeout(HOLD_S * 20):
+        for _ in range(3):
+            await priority.turn()
+    # Each turn held the bulk lane back for its while, then let it go on.
+    assert loop.time() - started >= 3 * HOLD_S * 0.9
+    assert priority.urgent
