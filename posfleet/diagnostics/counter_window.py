@@ -22,8 +22,17 @@ class CounterWindow:
         self._samples: deque[tuple[datetime, float]] = deque()
 
     def add(self, at: datetime, value: float) -> None:
-        """Record ``value`` measured at ``at`` (samples arrive in time order)."""
-        self._samples.append((at, value))
+        """Record ``value`` measured at ``at`` (samples arrive in time order).
+
+        A value equal to the newest sample's is not kept: between equal samples the
+        counter grew by nothing, and whichever of them ends up the baseline has the same
+        value, so :meth:`increase` is the same, and a counter that rarely moves keeps
+        only the points where it did.
+        """
+        samples = self._samples
+        if samples and samples[-1][1] == value:
+            return
+        samples.append((at, value))
         self._prune(at)
 
     def increase(self, now: datetime) -> float:

@@ -413,8 +413,8 @@ class RuleEngine:
         for name, expr in rule.increase:
             window = rule_state.counters.get(name)
             if window is not None and window.last is not None and changed.isdisjoint(expr.paths):
-                # Unchanged inputs, unchanged counter: record the time, skip the evaluation.
-                window.add(now, window.last)
+                # Unchanged inputs, unchanged counter: nothing to evaluate, nothing to
+                # record (a window keeps only the points where its counter moved).
                 continue
             if not expr.variables <= variables.keys():
                 continue
