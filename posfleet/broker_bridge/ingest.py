@@ -57,7 +57,8 @@ from posfleet.contract import UPLINK_CHANNELS, Channel, Message
 log = logging.getLogger(__name__)
 
 StoredHook = Callable[[Sequence[Message]], Awaitable[None]]
-"""Called with the newly stored messages after each committed, acknowledged batch.
+"""Called with the newly stored messages after each committed, acknowledged batch (a
+bulk-lane batch in slices of :data:`HOOK_SLICE`, in order).
 
 It runs on the ingest's own path before the next batch is stored: keep it cheap (hand
 slow work to a task of your own). Its exceptions are logged and counted, never fatal.
