@@ -58,7 +58,14 @@ class _TurnFile:
             except BlockingIOError:
                 pass
         # The store writer is taking its turn this instant: wait it out off the loop.
-        await asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_SH)
+        acquiring = asyncio.ensure_future(asyncio.to_thread(fcntl.flock, self._fd, fcntl.LOCK_SH))
+        try:
+            await asyncio.shield(acquiring)
+        except BaseException:
+            # Cancelled meanwhile: the thread still takes the lock; give it back once it
+            # has, or the writer would wait for this transaction forever.
+            acquiring.add_done_callback(lambda _done: self.release())
+            raise
 
     def release(self) -> None:
         with self._guard:
