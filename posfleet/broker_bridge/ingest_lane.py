@@ -31,6 +31,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from posfleet.broker_bridge.handoff import Handoff
 from posfleet.broker_bridge.ingest_batch import RawMessage
 from posfleet.broker_bridge.ingest_stats import IngestStats
+from posfleet.broker_bridge.lane_client import LaneClient
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
 from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, UPLINK_CHANNELS, Channel
 
@@ -92,7 +93,7 @@ class IngestLane:
         self._accepted = False
         self._subscribe_mid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: mqtt.Client | None = None
+        self._client: LaneClient | None = None
 
     @property
     def filters(self) -> list[str]:
@@ -136,10 +137,14 @@ class IngestLane:
         client = self._client
         if client is None:
             return
-        for raw in batch:
-            # After a reconnect the same mid names a different message: acking it would
-            # confirm something never stored. The broker redelivers the old one instead.
-            if raw.qos > 0 and raw.session == self.session:
+        session = self.session
+        # After a reconnect the same mid names a different message: acking it would
+        # confirm something never stored. The broker redelivers the old one instead.
+        # The lanes subscribe at QoS 1, so that is what arrives; QoS 0 needs no answer.
+        ours = [raw for raw in batch if raw.qos > 0 and raw.session == session]
+        client.ack_all([raw.mid for raw in ours if raw.qos == 1])
+        for raw in ours:
+            if raw.qos > 1:
                 client.ack(raw.mid, raw.qos)
 
     def _call_in_loop(self, func: Callable[..., object], *args: Any) -> bool:
@@ -155,9 +160,9 @@ class IngestLane:
 
     # -- the paho thread side ------------------------------------------------------------
 
-    def _build_client(self) -> mqtt.Client:
+    def _build_client(self) -> LaneClient:
         conn = self.connection
-        client = mqtt.Client(
+        client = LaneClient(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,

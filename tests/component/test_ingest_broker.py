@@ -158,6 +158,14 @@ async def test_messages_sent_while_central_is_down_arrive_after_restart(
             sqlite_engine, terminal_id, lambda r: r.last_seq == 3, "the queued reports"
         )
     assert (record.seq_gaps, record.seq_duplicates) == (0, 0)
+    # Their acknowledgements (one write for the batch) reached the broker: the next
+    # start gets only what was published since, not the three again.
+    with broker.probe(credentials) as terminal:
+        await publish(terminal, terminal_id, Channel.HEALTH, health(4))
+    async with Ingest(connection, sqlite_engine) as ingest:
+        await ingest.wait_connected(10)
+        await wait_for_record(sqlite_engine, terminal_id, lambda r: r.last_seq == 4, "report 4")
+        assert (ingest.stats.received, ingest.stats.duplicates) == (1, 0)
 
 
 async def test_wrong_password_is_reported_by_wait_connected(
