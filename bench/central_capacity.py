@@ -13,9 +13,11 @@ Each round of (b) also says where the CPU went, per stored message:
 
 - ``paho``: the two lanes' paho threads (socket reads, MQTT parsing, PUBACKs);
 - ``writer``: the store writer process (decode and validation, registry, telemetry);
+- ``decode``: decoding and validating each message, on the service's event loop
+  (``IngestStats.decode_seconds``);
 - ``rules``: the rule engine (``Diagnostics.stats.engine_seconds``);
-- ``loop``: the rest of the service's event loop (batching, hand-off to the writer,
-  the hook, recording incidents).
+- ``loop``: the rest of the service process (batching, the pickled hand-off to the
+  writer, the hook, recording incidents, waiting on the interpreter lock).
 
     .venv/bin/python -m bench.central_capacity            # 200,000 reports, 10,000 terminals
     .venv/bin/python -m bench.central_capacity --quick    # 20,000 reports, 2,000 terminals
@@ -97,7 +99,7 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
 
             started = time.perf_counter()
             process_started = time.process_time()
-            paho_total = writer_total = 0.0
+            paho_total = writer_total = decode = 0.0
             async with Ingest(
                 conn,
                 engine,
@@ -118,6 +120,7 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
                 process_total = time.process_time() - process_started
                 seconds = time.perf_counter() - started
                 stored = ingest.stats.stored
+                decode = ingest.stats.decode_seconds
             rules = diagnostics.stats.engine_seconds
             recorded = sum(
                 getattr(diagnostics.recorder.stats, name)
@@ -126,8 +129,9 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
         cpu = {
             "paho": paho_total,
             "writer": writer_total,
+            "decode": decode,
             "rules": rules,
-            "loop": max(0.0, process_total - paho_total - rules),
+            "loop": max(0.0, process_total - paho_total - decode - rules),
         }
         return ServiceDrain(seconds, stored, recorded, cpu)
     finally:

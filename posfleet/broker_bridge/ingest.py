@@ -233,6 +233,7 @@ class Ingest:
                         if urgent:
                             self.priority.end()
                         raise
+                    self.stats.decode_seconds += prepared.cpu_seconds
                     task = stages.create_task(
                         self._store_with_retry(prepared.request, urgent=urgent)
                     )
@@ -263,6 +264,7 @@ class Ingest:
         the batch unacknowledged for the broker to redeliver.
         """
         prepared = await prepare_batch(batch, self._handlers)
+        self.stats.decode_seconds += prepared.cpu_seconds
         summary = await self._store_with_retry(prepared.request)
         if summary is None:
             return None

@@ -21,6 +21,7 @@ import asyncio
 import enum
 import logging
 import sqlite3
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -171,6 +172,8 @@ class PreparedBatch:
     positions: list[int] = field(default_factory=list)
     """Where each of ``messages`` was in the batch."""
     request: StoreRequest = field(default_factory=StoreRequest)
+    cpu_seconds: float = 0.0
+    """CPU time of this thread spent decoding it (not the waits between slices)."""
 
     def outcome(self, summary: StoreSummary) -> BatchOutcome:
         """What became of this batch once stored as ``summary`` says."""
@@ -213,6 +216,7 @@ async def prepare_batch(
     request = prepared.request
     sample_health = Channel.HEALTH not in handlers
     for start in range(0, len(batch), DECODE_SLICE):
+        started = time.thread_time()
         for position, raw in enumerate(batch[start : start + DECODE_SLICE], start):
             try:
                 message = decode(raw.topic, raw.payload)
@@ -227,6 +231,7 @@ async def prepare_batch(
             else:
                 request.items.append(message)
             request.wire.append((raw.topic, raw.payload))
+        prepared.cpu_seconds += time.thread_time() - started
         if start + DECODE_SLICE < len(batch):
             await (pause() if pause is not None else asyncio.sleep(0))
     return prepared

@@ -74,6 +74,8 @@ class IngestStats:
     """Payloads above the contract's limit that reached us; each is also a dead letter."""
     other_partition: int = 0
     """Messages of terminals another instance serves (partition mode), acknowledged unread."""
+    decode_seconds: float = 0.0
+    """CPU time the event loop's thread spent decoding and validating batches."""
     batch_latency: Histogram = field(default_factory=Histogram)
     """Seconds from taking a batch off the queue to its commit and acknowledgement."""
 

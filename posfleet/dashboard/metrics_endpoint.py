@@ -62,6 +62,11 @@ _INGEST_COUNTERS = (
         "Times the store writer process was started again after it died.",
         "writer_restarts",
     ),
+    (
+        "decode_seconds_total",
+        "CPU seconds the service spent decoding and validating messages.",
+        "decode_seconds",
+    ),
 )
 # (metric name after posfleet_sink_, type, help, SinkStats attribute)
 _SINK_FAMILIES = (

@@ -77,6 +77,7 @@ async def test_metrics_show_what_the_ingest_did(sqlite_engine: AsyncEngine, clie
     assert values["posfleet_ingest_duplicates_total"] == 1
     assert values["posfleet_ingest_dead_letters_total"] == 1
     assert values["posfleet_ingest_queue_depth"] == 0
+    assert values["posfleet_ingest_decode_seconds_total"] > 0  # four were validated
     assert values['posfleet_ingest_batch_seconds_bucket{le="+Inf"}'] == 0  # fed directly
 
 

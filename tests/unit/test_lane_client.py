@@ -1,4 +1,4 @@
-"""The ingest lane's paho client: chunked reads give paho the same bytes, bulk PUBACKs the same packets.
+"""The lane client: chunked reads give paho the same bytes, bulk PUBACKs the same packets.
 
 The client leans on three of paho's internals; these tests run against the installed
 paho, so an upgrade that moves them fails here rather than in production.
