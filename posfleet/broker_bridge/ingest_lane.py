@@ -31,7 +31,6 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from posfleet.broker_bridge.handoff import Handoff
 from posfleet.broker_bridge.ingest_batch import RawMessage
 from posfleet.broker_bridge.ingest_stats import IngestStats
-from posfleet.broker_bridge.lane_client import LaneClient
 from posfleet.broker_bridge.mqtt_settings import BrokerConnection
 from posfleet.contract import MAX_PAYLOAD_BYTES, QOS, UPLINK_CHANNELS, Channel
 
@@ -93,7 +92,7 @@ class IngestLane:
         self._accepted = False
         self._subscribe_mid: int | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._client: LaneClient | None = None
+        self._client: mqtt.Client | None = None
 
     @property
     def filters(self) -> list[str]:
@@ -137,14 +136,10 @@ class IngestLane:
         client = self._client
         if client is None:
             return
-        session = self.session
-        # After a reconnect the same mid names a different message: acking it would
-        # confirm something never stored. The broker redelivers the old one instead.
-        # The lanes subscribe at QoS 1, so that is what arrives; QoS 0 needs no answer.
-        ours = [raw for raw in batch if raw.qos > 0 and raw.session == session]
-        client.ack_all([raw.mid for raw in ours if raw.qos == 1])
-        for raw in ours:
-            if raw.qos > 1:
+        for raw in batch:
+            # After a reconnect the same mid names a different message: acking it would
+            # confirm something never stored. The broker redelivers the old one instead.
+            if raw.qos > 0 and raw.session == self.session:
                 client.ack(raw.mid, raw.qos)
 
     def _call_in_loop(self, func: Callable[..., object], *args: Any) -> bool:
@@ -160,9 +155,9 @@ class IngestLane:
 
     # -- the paho thread side ------------------------------------------------------------
 
-    def _build_client(self) -> LaneClient:
+    def _build_client(self) -> mqtt.Client:
         conn = self.connection
-        client = LaneClient(
+        client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,

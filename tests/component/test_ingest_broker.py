@@ -158,7 +158,7 @@ async def test_messages_sent_while_central_is_down_arrive_after_restart(
             sqlite_engine, terminal_id, lambda r: r.last_seq == 3, "the queued reports"
         )
     assert (record.seq_gaps, record.seq_duplicates) == (0, 0)
-    # Their acknowledgements (one write for the batch) reached the broker: the next
+    # Their acknowledgements reached the broker once the batch was stored: the next
     # start gets only what was published since, not the three again.
     with broker.probe(credentials) as terminal:
         await publish(terminal, terminal_id, Channel.HEALTH, health(4))
