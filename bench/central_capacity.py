@@ -12,7 +12,7 @@ ratio is the headline (the machine's speed drifts).
 Each round of (b) also says where the CPU went, per stored message:
 
 - ``paho``: the two lanes' paho threads (socket reads, MQTT parsing, PUBACKs);
-- ``writer``: the store writer process (decode and validation, registry, telemetry);
+- ``writer``: the store writer process (registry, samples, rollups);
 - ``decode``: decoding and validating each message, on the service's event loop
   (``IngestStats.decode_seconds``);
 - ``rules``: the rule engine (``Diagnostics.stats.engine_seconds``);
