@@ -15,9 +15,10 @@ Each round of (b) also says where the CPU went, per stored message:
 - ``writer``: the store writer process (registry, samples, rollups);
 - ``decode``: decoding and validating each message, on the service's event loop
   (``IngestStats.decode_seconds``);
-- ``rules``: the rule engine (``Diagnostics.stats.engine_seconds``);
-- ``loop``: the rest of the service process (batching, the pickled hand-off to the
-  writer, the hook, recording incidents, waiting on the interpreter lock).
+- ``rules``: the rule worker process (the rule engine, and reading what the service
+  sends it);
+- ``loop``: the rest of the service process (batching, the pickled hand-offs to the
+  writer and the rule worker, recording incidents, waiting on the interpreter lock).
 
     .venv/bin/python -m bench.central_capacity            # 200,000 reports, 10,000 terminals
     .venv/bin/python -m bench.central_capacity --quick    # 20,000 reports, 2,000 terminals
@@ -99,7 +100,8 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
 
             started = time.perf_counter()
             process_started = time.process_time()
-            paho_total = writer_total = decode = 0.0
+            paho_total = writer_total = decode = rules = 0.0
+            rules_stat = f"/proc/{diagnostics.engine_pid}/stat"
             async with Ingest(
                 conn,
                 engine,
@@ -111,17 +113,20 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
                 writer_pid = getattr(ingest._writer, "pid", None)
                 writer_stat = f"/proc/{writer_pid}/stat"
                 paho_started, writer_started = _paho_cpu(), _cpu_of(writer_stat)
+                rules_started = _cpu_of(rules_stat)
                 await drained.wait()
+                # Judged and recorded too, not only handed to the rule engine.
+                await diagnostics.settled()
                 # The rollups are part of the work, as in bench.ingest.
                 await fold_samples(engine)
                 # Read before the threads and the writer end with the context.
                 paho_total = _paho_cpu() - paho_started
                 writer_total = _cpu_of(writer_stat) - writer_started
+                rules = _cpu_of(rules_stat) - rules_started
                 process_total = time.process_time() - process_started
                 seconds = time.perf_counter() - started
                 stored = ingest.stats.stored
                 decode = ingest.stats.decode_seconds
-            rules = diagnostics.stats.engine_seconds
             recorded = sum(
                 getattr(diagnostics.recorder.stats, name)
                 for name in ("opened", "reopened", "repeated", "resolved", "taken_over")
@@ -131,7 +136,7 @@ async def service_drain(conn: BrokerConnection, url: str, expected: int) -> Serv
             "writer": writer_total,
             "decode": decode,
             "rules": rules,
-            "loop": max(0.0, process_total - paho_total - decode - rules),
+            "loop": max(0.0, process_total - paho_total - decode),
         }
         return ServiceDrain(seconds, stored, recorded, cpu)
     finally:

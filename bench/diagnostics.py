@@ -304,6 +304,8 @@ async def run(
             writer_pid = getattr(ingest._writer, "pid", None)
             cpu_started = time.process_time()
             writer_cpu_started = _process_cpu_s(writer_pid)
+            rules_pid = diagnostics.engine_pid
+            rules_cpu_started = _process_cpu_s(rules_pid)
             started = time.perf_counter()
             go.set()
             fault_count = max(10, int(seconds * 4))
@@ -323,9 +325,10 @@ async def run(
             drained_s = time.perf_counter() - started
             cpu_s = time.process_time() - cpu_started
             writer_cpu_s = _process_cpu_s(writer_pid) - writer_cpu_started
+            rules_cpu_s = _process_cpu_s(rules_pid) - rules_cpu_started
             stats = ingest.stats
             engine_s = diagnostics.stats.engine_seconds
-            messages = max(1, diagnostics.rule_engine.stats.messages)
+            messages = max(1, diagnostics.engine_stats.messages)
     finally:
         await engine.dispose()
         broker.stop()
@@ -361,10 +364,11 @@ async def run(
         "preloaded_backlog": preload,
         "service_cpu_us_per_msg": round(cpu_s / max(1, stats.stored) * 1e6, 2),
         "writer_cpu_us_per_msg": round(writer_cpu_s / max(1, stats.stored) * 1e6, 2),
+        "rule_worker_cpu_us_per_msg": round(rules_cpu_s / max(1, stats.stored) * 1e6, 2),
         "engine_cost_fraction_of_ingest": (
-            round(engine_s / (cpu_s + writer_cpu_s), 4) if cpu_s + writer_cpu_s else None
+            round(engine_s / total, 4) if (total := cpu_s + writer_cpu_s + rules_cpu_s) else None
         ),
-        "rule_evaluations": diagnostics.rule_engine.stats.evaluations,
+        "rule_evaluations": diagnostics.engine_stats.evaluations,
         "messages_stored": stats.stored,
         "batches": stats.batches,
     }

@@ -31,7 +31,7 @@ from posfleet.dashboard.app_keys import COMMANDS_KEY, LOGIN_THROTTLE_KEY
 from posfleet.dashboard.firmware_actions_api import FIRMWARE_OFFERS_KEY
 from posfleet.dashboard.firmware_download import FirmwareDelivery
 from posfleet.dashboard.incidents_api import PLAYBOOK_RUNNER_KEY
-from posfleet.dashboard.incidents_page import RULE_ENGINE_KEY
+from posfleet.dashboard.incidents_page import RULES_IN_FORCE_KEY
 from posfleet.dashboard.metrics_endpoint import HOUSEKEEPING_KEY, INGEST_KEY
 from posfleet.dashboard.rollout_service import ROLLOUT_RUNNER_KEY
 from posfleet.dashboard.security_headers import BEHIND_TLS_PROXY_KEY
@@ -170,7 +170,7 @@ def report_summaries(
         WebhookSettings(urls=settings.diagnostics.webhook_urls),
         SummarySchedule(SummaryCadence(settings.report_summary), settings.report_summary_hour_utc),
         instance=rollout_instance(settings),
-        rules=lambda: diagnostics.rule_engine.rules,
+        rules=lambda: diagnostics.rules,
     )
 
 
@@ -227,7 +227,7 @@ def _ingest_ctx(
             app[COMMANDS_KEY] = downlink
             app[FIRMWARE_OFFERS_KEY] = firmware.offers
             app[ROLLOUT_RUNNER_KEY] = rollouts
-            app[RULE_ENGINE_KEY] = diagnostics.rule_engine
+            app[RULES_IN_FORCE_KEY] = diagnostics
             yield
 
     return ctx

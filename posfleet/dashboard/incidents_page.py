@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable
 from functools import cache
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 from multidict import MultiMapping
@@ -49,15 +49,24 @@ from posfleet.diagnostics.incident_actions import IncidentActions
 from posfleet.diagnostics.incident_guidance import guidance_for
 from posfleet.diagnostics.playbook_targets import fleet_playbook_terminals
 from posfleet.diagnostics.playbooks import BUILTIN_PLAYBOOKS
-from posfleet.diagnostics.rule_engine import RuleEngine
 from posfleet.diagnostics.rule_files import load_builtin_rules
 from posfleet.diagnostics.rule_model import Escalation, Rule
 from posfleet.store.accounts import Role
 
 INCIDENTS_FRAGMENT_PATH = f"{FRAGMENT_PREFIX}incidents"
 
-RULE_ENGINE_KEY = web.AppKey("rule_engine", RuleEngine)
-"""Optional: the running rule engine, whose rules say each incident's playbook and who
+
+class RulesInForce(Protocol):
+    """What holds the running rules (the diagnostics service)."""
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules in force."""
+        ...
+
+
+RULES_IN_FORCE_KEY = web.AppKey("rules_in_force", RulesInForce)
+"""Optional: the running diagnostics, whose rules say each incident's playbook and who
 fixes it; without it, the built-in rule pack is read."""
 
 
@@ -67,10 +76,10 @@ def _builtin_rules() -> dict[str, Rule]:
 
 
 def _rule(request: web.Request, rule_id: str) -> Rule | None:
-    engine = request.app.get(RULE_ENGINE_KEY)
-    if engine is None:
+    running = request.app.get(RULES_IN_FORCE_KEY)
+    if running is None:
         return _builtin_rules().get(rule_id)
-    return next((rule for rule in engine.rules if rule.id == rule_id), None)
+    return next((rule for rule in running.rules if rule.id == rule_id), None)
 
 
 async def _list_context(request: web.Request) -> dict[str, Any]:

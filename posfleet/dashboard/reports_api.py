@@ -21,7 +21,7 @@ from posfleet.dashboard.access import Handler, requires
 from posfleet.dashboard.api_operations import api_operation
 from posfleet.dashboard.app_keys import ENGINE_KEY
 from posfleet.dashboard.errors import InvalidParameterError
-from posfleet.dashboard.incidents_page import RULE_ENGINE_KEY
+from posfleet.dashboard.incidents_page import RULES_IN_FORCE_KEY
 from posfleet.dashboard.json_bodies import json_model
 from posfleet.dashboard.query_params import choice_param, int_param, refuse_unknown, single
 from posfleet.diagnostics.rule_files import load_builtin_rules
@@ -85,10 +85,10 @@ def _builtin_rules() -> tuple[Rule, ...]:
 
 
 def rules_in_force(app: web.Application) -> Sequence[Rule]:
-    """The running rule engine's rules (their wear limits), else the shipped rule pack."""
-    engine = app.get(RULE_ENGINE_KEY)
-    if engine is not None and engine.rules:
-        return engine.rules
+    """The running diagnostics' rules (their wear limits), else the shipped rule pack."""
+    running = app.get(RULES_IN_FORCE_KEY)
+    if running is not None and running.rules:
+        return running.rules
     return _builtin_rules()
 
 

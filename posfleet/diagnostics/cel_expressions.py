@@ -48,6 +48,11 @@ class Expression:
         variables = frozenset(program.variables())
         return cls(source, program, variables, _paths(source, variables), compile_subset(source))
 
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        """Pickled as its source and compiled again on loading (a compiled program does
+        not pickle): this is how rules reach the rule worker process."""
+        return (Expression.compile, (self.source,))
+
     def evaluate(self, variables: Mapping[str, Any]) -> Any:
         """The expression's value; raises ``ValueError`` when it cannot be computed."""
         if self.fast is not None:

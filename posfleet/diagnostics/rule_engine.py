@@ -132,15 +132,22 @@ class RuleEngine:
         self, terminal_id: str, report: HealthReport, now: datetime
     ) -> list[Finding]:
         """A health report: update the metrics and evaluate the rules that read them."""
+        metrics = report.metrics.model_dump(mode="json", exclude_none=True)
+        return self.observe_metrics(terminal_id, report.seq, report.interval_s, metrics, now)
+
+    def observe_metrics(
+        self, terminal_id: str, seq: int, interval_s: float, metrics: dict[str, Any], now: datetime
+    ) -> list[Finding]:
+        """A health report given as its sequence number, interval and metrics, the metrics
+        as JSON values with ``None`` fields left out (what the store's sample holds)."""
         self.stats.messages += 1
         state = self._terminal(terminal_id)
         findings = self._heard_from(terminal_id, state, now)
-        if state.last_seq is not None and report.seq < state.last_seq:
+        if state.last_seq is not None and seq < state.last_seq:
             # An outbox replay older than what we know: it must not roll the state back.
             return findings
-        state.last_seq = report.seq
-        state.interval_s = float(report.interval_s)
-        metrics = report.metrics.model_dump(mode="json", exclude_none=True)
+        state.last_seq = seq
+        state.interval_s = float(interval_s)
         changed = _changed_paths(state.metrics, metrics)
         uptime = metrics.get("uptime_s")
         if isinstance(uptime, int):
@@ -159,10 +166,10 @@ class RuleEngine:
         # baseline, and time passing without growth is information too.
         for rule in self._counting:
             self._sample_counters(rule, state, variables, changed, now)
-        judged = not_overtaken(state, candidates.values(), report.seq)
+        judged = not_overtaken(state, candidates.values(), seq)
         findings += self._judge.evaluate(terminal_id, state, judged, variables, now)
         if state.waiting_events:
-            findings = self._hand_over(terminal_id, state, findings, report.seq, now)
+            findings = self._hand_over(terminal_id, state, findings, seq, now)
         return findings
 
     def observe_event(self, terminal_id: str, event: FaultEvent, now: datetime) -> list[Finding]:

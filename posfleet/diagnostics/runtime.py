@@ -1,5 +1,10 @@
 """The diagnostics service: the engine fed by ingest, a clock tick, rule reloads, webhooks.
 
+The rule engine runs in a worker process of its own
+(:class:`~posfleet.diagnostics.rule_process.RuleProcess`), on the second core; this
+side sends it the stored messages and the clock, and records the incidents its findings
+open and clear.
+
 The central service starts it next to the ingest bridge::
 
     async with Diagnostics(engine, settings) as diagnostics:
@@ -12,8 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import TracebackType
@@ -24,23 +28,29 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.async_tasks import cancel_and_wait, run_every
-from posfleet.contract import Message, utcnow
+from posfleet.contract import Channel, HealthReport, Message, utcnow
 from posfleet.diagnostics.errors import RuleFileError
-from posfleet.diagnostics.findings import Finding
 from posfleet.diagnostics.incident_recorder import IncidentRecorder, Notifier, RecorderSettings
-from posfleet.diagnostics.rule_engine import RuleEngine
+from posfleet.diagnostics.rule_evaluation import EngineStats
 from posfleet.diagnostics.rule_files import load_builtin_rules, load_rule_paths, merge_rule_sets
 from posfleet.diagnostics.rule_model import Rule
+from posfleet.diagnostics.rule_process import AnswersInOrder, AnswerStep, RuleProcess
+from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, from_wire
 from posfleet.diagnostics.webhooks import WebhookNotifier, WebhookSettings
 from posfleet.store.engine import write_transaction
 from posfleet.store.incidents import IncidentKind, IncidentState, expire_playbook_runs
+from posfleet.store.report_batch import Sample
 from posfleet.store.schema import incidents
 
 log = logging.getLogger(__name__)
 
+SETTLE_TIMEOUT_S = 30.0
+"""How long stopping waits for the rule engine's outstanding answers."""
 
-YIELD_EVERY = 100
-"""Messages the hook judges before it lets other tasks of the event loop run."""
+ANSWERS_AHEAD = 8
+"""Requests to the rule engine sent but not yet recorded before the hook waits: a few
+batches' worth, so that ingest and the engine work side by side, while a fault's
+incident waits behind a few tens of milliseconds of health reports at most."""
 
 
 class DiagnosticsSettings(BaseModel):
@@ -71,7 +81,8 @@ class DiagnosticsStats(BaseModel):
     reload_failures: int = 0
     last_reload_error: str | None = None
     engine_seconds: float = 0.0
-    """CPU time the rule engine spent on messages, for cost per message."""
+    """CPU time the rule engine spent on messages (in its worker), for cost per message."""
+    worker_restarts: int = 0
 
 
 class Diagnostics:
@@ -91,7 +102,12 @@ class Diagnostics:
         self.settings = settings or DiagnosticsSettings()
         self._owns = owns
         self.stats = DiagnosticsStats()
-        self.rule_engine = RuleEngine()
+        self.engine_stats = EngineStats()
+        """The rule engine's counters, as of its latest answer."""
+        self._rules: dict[str, Rule] = {}
+        self._firmware_changed: dict[str, datetime] = {}
+        self._engine: RuleProcess | None = None
+        self._answers = AnswersInOrder(self._apply, window=ANSWERS_AHEAD)
         self._db = engine
         self._clock = clock
         self._own_notifier: WebhookNotifier | None = None
@@ -113,19 +129,28 @@ class Diagnostics:
             recently_updated=self._recently_updated,
         )
         self._lock = asyncio.Lock()
+        self._reload_lock = asyncio.Lock()
         self._mtimes: dict[Path, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     # -- lifecycle ---------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
-        self.rule_engine.replace_rules(self._load_rules())
-        self.stats.rules = len(self.rule_engine.rules)
+        rules = self._load_rules()
+        self._rules = {rule.id: rule for rule in rules}
+        self.stats.rules = len(rules)
         self._mtimes = self._rule_file_mtimes()
-        await self._resume_open_incidents()
+        self._engine = RuleProcess(tuple(rules), on_restart=self._resume_open_incidents)
+        await self._engine.__aenter__()
+        try:
+            await self._resume_open_incidents()
+        except BaseException:
+            await self._engine.close()
+            raise
         if self._own_notifier is not None:
             await self._own_notifier.__aenter__()
         self._tasks = [
+            asyncio.create_task(self._answers.run(), name="diagnostics-answers"),
             asyncio.create_task(
                 self._every(self.settings.tick_interval_s, self.tick), name="diagnostics-tick"
             ),
@@ -142,70 +167,125 @@ class Diagnostics:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        try:
+            # What ingest handed over before it stopped is judged and recorded first.
+            async with asyncio.timeout(SETTLE_TIMEOUT_S):
+                await self._answers.settled()
+        except TimeoutError:
+            log.error("diagnostics: stopping with requests to the rule engine unanswered")
         await cancel_and_wait(*self._tasks)
+        if self._engine is not None:
+            await self._engine.close()
         if self._own_notifier is not None:
             await self._own_notifier.__aexit__(exc_type, exc, tb)
+
+    @property
+    def rules(self) -> list[Rule]:
+        """The rules in force."""
+        return list(self._rules.values())
+
+    @property
+    def engine_pid(self) -> int | None:
+        """The rule worker's process id while it runs."""
+        return None if self._engine is None else self._engine.pid
 
     # -- the hook and the clock ----------------------------------------------------------
 
     async def on_stored(self, messages: Sequence[Message]) -> None:
-        """The ingest hook: evaluate newly stored messages and record what they show."""
-        now = self._clock()
-        # CPU time of this thread: what the engine costs, not how long paho's thread
-        # held the interpreter meanwhile.
-        started = time.thread_time()
-        findings: list[Finding] = []
-        for index, message in enumerate(messages, 1):
-            findings += self.rule_engine.observe(message, now)
-            if index % YIELD_EVERY == 0 and index < len(messages):
-                # A batch of a thousand health reports is 100-150 ms of rules: let the
-                # dashboard's requests and the other lane's batches in between.
-                self.stats.engine_seconds += time.thread_time() - started
-                await asyncio.sleep(0)
-                started = time.thread_time()
-        self.stats.engine_seconds += time.thread_time() - started
-        if findings:
-            async with self._lock:
-                await self.recorder.apply(findings)
+        """The ingest hook: send newly stored messages to be judged.
+
+        Returns once they are on their way, so that ingest goes on while the engine
+        works; what they show is recorded soon after, in order (:meth:`settled`). It
+        waits only while :data:`ANSWERS_AHEAD` answers are still to be recorded.
+        """
+        if messages:
+            await self._ask(_observe(self._clock(), messages))
+
+    async def judge(self, messages: Sequence[Message]) -> None:
+        """:meth:`on_stored`, returning once the incidents they open or clear are recorded."""
+        if messages:
+            await (await self._ask(_observe(self._clock(), messages)))
+
+    async def settled(self) -> None:
+        """Return once everything handed over so far is judged and recorded."""
+        await self._answers.settled()
 
     async def tick(self, now: datetime | None = None) -> None:
         """Let time pass: absences, ``for`` durations, windows; expire stuck playbook runs."""
-        now = now or self._clock()
-        findings = self.rule_engine.tick(now)
+        when = now or self._clock()
+        await (await self._ask(lambda worker: worker.tick(when)))
+        async with write_transaction(self._db) as conn:
+            await expire_playbook_runs(conn, now=when)
+
+    async def set_intended_firmware(
+        self, terminal_id: str, version: str | None, now: datetime | None = None
+    ) -> None:
+        """The firmware a rollout wants ``terminal_id`` on (None: no intent); a mismatch
+        opens its incident, and the right version clears it."""
+        when = now or self._clock()
+        await (
+            await self._ask(lambda worker: worker.set_intended_firmware(terminal_id, version, when))
+        )
+
+    def _worker(self) -> RuleProcess:
+        if self._engine is None:
+            raise RuntimeError("the diagnostics service is not running (use async with)")
+        return self._engine
+
+    async def _ask(self, send: _Send, step: AnswerStep | None = None) -> asyncio.Future[None]:
+        """Send one request; the future is done once its answer is recorded."""
+        await self._answers.reserve()
+        try:
+            answer = await send(self._worker())
+        except BaseException:
+            self._answers.release()
+            raise
+        return self._answers.enqueue(answer, step)
+
+    async def _apply(self, answer: EngineAnswer, rules: dict[str, Rule] | None = None) -> None:
+        """Take the engine's answer: its counters, firmware changes, then the incidents
+        (its findings' rules looked up in ``rules``, by default those in force)."""
+        self.stats.engine_seconds += answer.cpu_seconds
+        self.engine_stats = answer.stats
+        self._firmware_changed.update(answer.firmware_changes)
+        if self._engine is not None:
+            self.stats.worker_restarts = self._engine.restarts
+        known = self._rules if rules is None else rules
+        findings = [f for w in answer.findings if (f := from_wire(w, known)) is not None]
         if findings:
             async with self._lock:
                 await self.recorder.apply(findings)
-        async with write_transaction(self._db) as conn:
-            await expire_playbook_runs(conn, now=now)
 
     # -- rules ---------------------------------------------------------------------------
 
-    def reload(self) -> list[Rule]:
+    async def reload(self) -> list[Rule]:
         """Read every rule file again and put the result in force.
 
         A bad file raises :class:`RuleFileError` (file, line, reason) and changes nothing:
-        the rules already running keep running.
+        the rules already running keep running. The incidents of rules that are gone
+        are cleared (they cannot clear by themselves).
         """
-        try:
-            rules = self._load_rules()
-        except RuleFileError as exc:
-            self.stats.reload_failures += 1
-            self.stats.last_reload_error = str(exc)
-            raise
-        removed = self.rule_engine.replace_rules(rules)
-        self.stats.reloads += 1
-        self.stats.rules = len(rules)
-        self.stats.last_reload_error = None
-        if removed:
-            # Incidents of a rule that no longer exists cannot clear by themselves.
-            task = asyncio.get_running_loop().create_task(self._apply_locked(removed))
-            self._tasks.append(task)
-        log.info("diagnostics: %d rules in force", len(rules))
-        return rules
+        async with self._reload_lock:
+            try:
+                rules = self._load_rules()
+            except RuleFileError as exc:
+                self.stats.reload_failures += 1
+                self.stats.last_reload_error = str(exc)
+                raise
+            previous = self._rules
 
-    async def _apply_locked(self, findings: list[Finding]) -> None:
-        async with self._lock:
-            await self.recorder.apply(findings)
+            async def in_force(answer: EngineAnswer) -> None:
+                # In its turn: answers before it name the old rules, those after it the
+                # new ones; its own (the removed rules' incidents clearing) the old.
+                self._rules = {rule.id: rule for rule in rules}
+                await self._apply(answer, previous)
+
+            await (await self._ask(lambda worker: worker.replace_rules(tuple(rules)), in_force))
+            self.stats.reloads += 1
+            self.stats.rules = len(rules)
+            self.stats.last_reload_error = None
+            log.info("diagnostics: %d rules in force", len(rules))
+            return rules
 
     def _load_rules(self) -> list[Rule]:
         sets: list[list[Rule]] = []
@@ -230,7 +310,7 @@ class Diagnostics:
             return
         self._mtimes = mtimes
         try:
-            self.reload()
+            await self.reload()
         except RuleFileError as exc:
             log.error("rule files not reloaded, the previous rules stay in force: %s", exc)
 
@@ -247,12 +327,16 @@ class Diagnostics:
                     )
                 )
             ).all()
-        for row in rows:
-            if row.terminal_id is not None and self._owns(row.terminal_id):
-                self.rule_engine.assume_firing(row.terminal_id, row.rule_id, row.opened_at)
+        await self._worker().assume_firing(
+            [
+                (row.terminal_id, row.rule_id, row.opened_at)
+                for row in rows
+                if row.terminal_id is not None and self._owns(row.terminal_id)
+            ]
+        )
 
     def _recently_updated(self, terminal_id: str) -> bool:
-        changed = self.rule_engine.firmware_changed_at(terminal_id)
+        changed = self._firmware_changed.get(terminal_id)
         if changed is None:
             return False
         return self._clock() - changed <= timedelta(seconds=self.settings.firmware_recent_s)
@@ -263,3 +347,19 @@ class Diagnostics:
             log.error("diagnostics: periodic step failed", exc_info=exc)
 
         await run_every(period, step, on_error=failed, first_delay_s=period)
+
+
+def _wire_item(message: Message) -> WireItem:
+    """A health report as its sample (a tenth of the model's pickling), the rest whole."""
+    payload = message.payload
+    if message.topic.channel is Channel.HEALTH and isinstance(payload, HealthReport):
+        return Sample.of(message.topic.terminal_id, payload)
+    return message
+
+
+_Send = Callable[[RuleProcess], Awaitable["asyncio.Future[EngineAnswer]"]]
+
+
+def _observe(now: datetime, messages: Sequence[Message]) -> _Send:
+    items = [_wire_item(message) for message in messages]
+    return lambda worker: worker.observe(now, items)

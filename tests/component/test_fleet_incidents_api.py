@@ -245,7 +245,7 @@ async def _site_outage_from_reports(engine: AsyncEngine, ids: list[str]) -> None
         for terminal_id in ids:
             metrics = HealthMetrics(network=Network(type=NetworkType.WIFI, host_reachable=False))
             report = HealthReport(seq=1, ts=T0, interval_s=60, metrics=metrics)
-            await diagnostics.on_stored([Message(Topic(terminal_id, Channel.HEALTH), report)])
+            await diagnostics.judge([Message(Topic(terminal_id, Channel.HEALTH), report)])
 
 
 async def _cli(database_url: str, *args: str) -> str:

@@ -117,7 +117,7 @@ async def test_fifty_concurrent_duplicate_fault_messages_make_one_incident(
                 detail="key 5 stuck",
             )
             target = diagnostics if seq % 2 else other
-            await target.on_stored([Message(Topic(terminal_id, Channel.EVENT), event)])
+            await target.judge([Message(Topic(terminal_id, Channel.EVENT), event)])
 
         await asyncio.gather(*(deliver(seq) for seq in range(1, 51)))
 
@@ -179,7 +179,7 @@ async def _report_host(
 ) -> None:
     metrics = HealthMetrics(network=Network(type=NetworkType.ETHERNET, host_reachable=reachable))
     report = HealthReport(seq=seq, ts=T0, interval_s=60, metrics=metrics)
-    await diagnostics.on_stored([Message(Topic(terminal_id, Channel.HEALTH), report)])
+    await diagnostics.judge([Message(Topic(terminal_id, Channel.HEALTH), report)])
 
 
 async def _register(
@@ -264,7 +264,7 @@ async def test_a_site_whose_faults_came_ahead_of_its_health_is_escalated_as_one_
                 component=Component.NETWORK,
                 severity=Severity.ERROR,
             )
-            await diagnostics.on_stored([Message(Topic(terminal_id, Channel.EVENT), event)])
+            await diagnostics.judge([Message(Topic(terminal_id, Channel.EVENT), event)])
         for terminal_id in ids:
             await _report_host(diagnostics, terminal_id, 3, reachable=False)
 
@@ -400,7 +400,7 @@ async def test_a_fault_ahead_of_the_health_it_followed_is_one_incident_its_rule_
             severity=Severity.ERROR,
             detail="no answer from the acquirer",
         )
-        await diagnostics.on_stored([Message(Topic(terminal_id, Channel.EVENT), event)])
+        await diagnostics.judge([Message(Topic(terminal_id, Channel.EVENT), event)])
         [reported] = await _terminal_incidents(db, terminal_id)
         assert reported.rule_id == "reported.network.host_unreachable"
         async with db.begin() as conn:

@@ -158,7 +158,7 @@ async def test_an_incident_opening_and_resolving_notifies_the_webhook(
         for seq, status in enumerate((PS.OK, PS.JAM, PS.OK), start=1):
             metrics = HealthMetrics(printer=Printer(status=status))
             report = HealthReport(seq=seq, ts=T0, interval_s=60, metrics=metrics)
-            await diagnostics.on_stored([Message(Topic("WH-1", Channel.HEALTH), report)])
+            await diagnostics.judge([Message(Topic("WH-1", Channel.HEALTH), report)])
         await async_wait_for(lambda: len(receiver.bodies) == 2, 10, description="two webhooks")
     await engine.dispose()
     assert [b["event"] for b in receiver.bodies] == ["incident.opened", "incident.resolved"]

@@ -63,7 +63,7 @@ class Bench:
         async with self.engine.begin() as conn:
             outcome = await store_batch(conn, [raw], now=self.now())
         assert outcome.dead_lettered == 0
-        await self.diagnostics.on_stored(outcome.stored)
+        await self.diagnostics.judge(outcome.stored)
 
     async def start(self) -> None:
         identity = self.sim.identity
@@ -298,13 +298,12 @@ async def test_firmware_mismatch_after_a_rollout_opens_and_clears(
     bench_factory: BenchFactory,
 ) -> None:
     bench: Bench = await bench_factory()
-    engine = bench.diagnostics.rule_engine
-    engine.set_intended_firmware(bench.terminal_id, "9.9.9", bench.now())
+    diagnostics = bench.diagnostics
+    await diagnostics.set_intended_firmware(bench.terminal_id, "9.9.9", bench.now())
     await bench.run_until("firmware.mismatch", IncidentState.OPEN, within_s=2 * 3600)
-    findings = engine.set_intended_firmware(
+    await diagnostics.set_intended_firmware(
         bench.terminal_id, bench.sim.identity.firmware_version, bench.now()
     )
-    await bench.diagnostics.recorder.apply(findings)
     [incident] = await bench.incidents("firmware.mismatch")
     assert incident.state is IncidentState.RESOLVED
 

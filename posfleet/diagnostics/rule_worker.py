@@ -1,0 +1,162 @@
+"""The rule worker process: the diagnostics engine, beside the service that feeds it.
+
+Started by :class:`~posfleet.diagnostics.rule_process.RuleProcess` as
+``python -m posfleet.diagnostics.rule_worker``. Judging health reports is the largest
+share of the central service's CPU per message; in its own process it runs on the
+second core while the service speaks MQTT and validates (one interpreter lock per
+process). It holds every terminal's rule state and nothing else: no database, no
+network. It reads requests on stdin and answers each, in order, on stdout:
+
+- ``("hello", WorkerConfig)`` → ``("ready",)``, once;
+- ``("observe", id, now, [WireItem, ...])``: stored messages;
+- ``("tick", id, now)``: time passing;
+- ``("rules", id, (Rule, ...))``: new rules (findings clear the removed rules' incidents);
+- ``("assume", id, [(terminal_id, rule_id, since), ...])``: incidents open at start;
+- ``("intend", id, terminal_id, version, now)``: the firmware a rollout wants.
+
+Each is answered ``("ok", id, EngineAnswer)`` or ``("error", id, reason)``; a failing
+request changes nothing else. Like the store writer it stops when stdin closes, and
+ignores SIGINT and SIGTERM: the service decides when it stops.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import Any, BinaryIO
+
+from posfleet.broker_bridge.gc_tuning import tune_gc
+from posfleet.broker_bridge.worker_frames import MAX_FRAME_BYTES, FrameError, write_frame_fd
+from posfleet.contract import Channel, Inventory
+from posfleet.diagnostics.findings import Finding
+from posfleet.diagnostics.rule_engine import RuleEngine
+from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, WorkerConfig, to_wire
+from posfleet.store.report_batch import Sample
+
+log = logging.getLogger("posfleet.rule_worker")
+
+
+def read_frame_blocking(stream: BinaryIO) -> Any | None:
+    """The next frame from a blocking stream, or None at a clean end."""
+    head = stream.read(4)
+    if not head:
+        return None
+    if len(head) < 4:
+        raise FrameError("the stream ended inside a frame header")
+    length = int.from_bytes(head, "big")
+    if length > MAX_FRAME_BYTES:
+        raise FrameError(f"frame of {length} bytes announced: the stream is corrupt")
+    body = stream.read(length)
+    if len(body) < length:
+        raise FrameError("the stream ended inside a frame")
+    return pickle.loads(body)
+
+
+class RuleHost:
+    """One engine and the requests it serves (the worker's logic, without the pipe)."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.engine = RuleEngine(config.rules)
+        self._known = frozenset(rule.id for rule in config.rules)
+        self._ops: dict[str, Callable[..., list[Finding]]] = {
+            "observe": self._observe,
+            "tick": self.engine.tick,
+            "rules": self._replace_rules,
+            "assume": self._assume,
+            "intend": self.engine.set_intended_firmware,
+        }
+        self._firmware: dict[str, datetime] = {}
+
+    def answer(self, op: str, args: tuple[Any, ...]) -> EngineAnswer:
+        """Run one request; raises whatever the engine raises."""
+        self._firmware = {}
+        started = time.thread_time()
+        findings = self._ops[op](*args)
+        wired = [to_wire(finding, self._known) for finding in findings]
+        return EngineAnswer(
+            wired,
+            self._firmware,
+            time.thread_time() - started,
+            replace(self.engine.stats),
+        )
+
+    def _observe(self, now: datetime, items: list[WireItem]) -> list[Finding]:
+        engine = self.engine
+        findings: list[Finding] = []
+        for item in items:
+            if isinstance(item, Sample):
+                metrics = json.loads(item.metrics_json)
+                findings += engine.observe_metrics(
+                    item.terminal_id, item.seq, item.interval_s, metrics, now
+                )
+                continue
+            findings += engine.observe(item, now)
+            if item.topic.channel is Channel.INVENTORY and isinstance(item.payload, Inventory):
+                changed = engine.firmware_changed_at(item.topic.terminal_id)
+                if changed is not None:
+                    self._firmware[item.topic.terminal_id] = changed
+        return findings
+
+    def _replace_rules(self, rules: tuple[Any, ...]) -> list[Finding]:
+        removed = self.engine.replace_rules(rules)
+        self._known = frozenset(rule.id for rule in rules)
+        return removed
+
+    def _assume(self, rows: list[tuple[str, str, datetime]]) -> list[Finding]:
+        for terminal_id, rule_id, since in rows:
+            self.engine.assume_firing(terminal_id, rule_id, since)
+        return []
+
+
+def serve(stdin: BinaryIO, frames_fd: int) -> None:
+    """Answer the hello, then requests until stdin closes."""
+    hello = read_frame_blocking(stdin)
+    if hello is None:
+        return
+    if not (isinstance(hello, tuple) and hello[0] == "hello"):
+        write_frame_fd(frames_fd, ("failed", "expected a hello frame"))
+        return
+    config: WorkerConfig = hello[1]
+    logging.basicConfig(
+        level=config.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s [rule-worker %(process)d] %(name)s: %(message)s",
+    )
+    host = RuleHost(config)
+    write_frame_fd(frames_fd, ("ready",))
+    while (frame := read_frame_blocking(stdin)) is not None:
+        op, request_id, *args = frame
+        try:
+            reply: tuple[object, ...] = ("ok", request_id, host.answer(op, tuple(args)))
+        # The engine is rule authors' expressions and our code: a failure answers this
+        # request and leaves the worker serving the next.
+        except Exception as exc:
+            log.exception("request %s (%s) failed", request_id, op)
+            reply = ("error", request_id, "".join(traceback.format_exception_only(exc)).strip())
+        write_frame_fd(frames_fd, reply)
+
+
+def main() -> None:
+    """Entry point of ``python -m posfleet.diagnostics.rule_worker``."""
+    frames_fd = os.dup(1)
+    os.dup2(2, 1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    tune_gc()
+    try:
+        serve(sys.stdin.buffer, frames_fd)
+    except FrameError as exc:
+        log.error("stopping: %s", exc)
+
+
+if __name__ == "__main__":
+    main()
