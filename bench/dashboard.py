@@ -47,9 +47,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from bench.dashboard_seed import Fleet, seed, terminal_id
-from posfleet.broker_bridge.gc_tuning import tune_gc
 from posfleet.contract import utcnow
 from posfleet.dashboard import create_app
+from posfleet.gc_tuning import tune_gc
 from posfleet.store import create_engine, upgrade_engine
 from posfleet.store.accounts import Role, create_api_token, create_user
 from posfleet.store.fleet_overview import fleet_overview

@@ -23,7 +23,6 @@ if TYPE_CHECKING:
         Publisher,
     )
     from posfleet.broker_bridge.errors import BridgeError, NotSubscribedError
-    from posfleet.broker_bridge.gc_tuning import tune_gc
     from posfleet.broker_bridge.housekeeping import (
         Housekeeping,
         HousekeepingSchedule,
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from posfleet.broker_bridge.ingest_stats import Histogram, IngestStats
     from posfleet.broker_bridge.mqtt_settings import BrokerConnection
     from posfleet.broker_bridge.telemetry_sink import SinkStats, TelemetrySink
+    from posfleet.gc_tuning import tune_gc
 
 _HOMES: dict[str, str] = {
     "BatchOutcome": "posfleet.broker_bridge.ingest_batch",

@@ -43,7 +43,7 @@ from posfleet.contract import (
     decode,
 )
 from posfleet.store.dead_letters import fingerprint, record_dead_letter
-from posfleet.store.report_batch import Report, Sample, Stored, record_reports
+from posfleet.store.report_batch import Report, Sample, SampledMessages, Stored, record_reports
 from posfleet.store.terminals import apply_inventory, apply_state, hardware_owner
 
 log = logging.getLogger(__name__)
@@ -179,17 +179,19 @@ class PreparedBatch:
         """What became of this batch once stored as ``summary`` says."""
         outcome = BatchOutcome(dead_lettered=summary.dead_lettered)
         stored: list[Message] = []
-        for message, position, fate in zip(
-            self.messages, self.positions, summary.fates, strict=True
+        samples: list[Sample | None] = []
+        for message, item, position, fate in zip(
+            self.messages, self.request.items, self.positions, summary.fates, strict=True
         ):
             if fate is Fate.STORED:
                 stored.append(message)
+                samples.append(item if isinstance(item, Sample) else None)
                 outcome.stored_positions.append(position)
             elif fate is Fate.DUPLICATE:
                 outcome.duplicates += 1
             elif fate is Fate.IGNORED:
                 outcome.ignored += 1
-        outcome.stored = stored
+        outcome.stored = SampledMessages(stored, samples)
         return outcome
 
 

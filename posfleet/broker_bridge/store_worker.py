@@ -33,7 +33,6 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from posfleet.broker_bridge.gc_tuning import tune_gc
 from posfleet.broker_bridge.ingest_batch import StoreRequest, is_transient, store_prepared
 from posfleet.broker_bridge.rollup_folding import RollupFolding
 from posfleet.broker_bridge.worker_frames import (
@@ -43,6 +42,7 @@ from posfleet.broker_bridge.worker_frames import (
     write_frame_fd,
 )
 from posfleet.contract import utcnow
+from posfleet.gc_tuning import tune_gc
 from posfleet.store.engine import create_engine, write_transaction
 from posfleet.store.wal_checkpoints import WalCheckpointer, truncate_log
 from posfleet.store.write_turns import give_way

@@ -19,7 +19,6 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from posfleet.broker_bridge.downlink import BrokerLogin, MqttPublisher, Publisher
-from posfleet.broker_bridge.gc_tuning import tune_gc
 from posfleet.broker_bridge.housekeeping import Housekeeping, HousekeepingSchedule
 from posfleet.broker_bridge.influx_sink import InfluxSink
 from posfleet.broker_bridge.ingest import Ingest, StoredHook
@@ -50,6 +49,7 @@ from posfleet.firmware.download_tokens import DownloadTokens
 from posfleet.firmware.offers import FirmwareOffers
 from posfleet.firmware.rollout_runner import RolloutRunner
 from posfleet.firmware.status_ingest import UpdateStatusHandler
+from posfleet.gc_tuning import tune_gc
 from posfleet.reports import ReportSummaries, SummaryCadence, SummarySchedule
 from posfleet.store.engine import create_engine
 from posfleet.store.migrate import upgrade

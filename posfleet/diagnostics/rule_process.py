@@ -20,10 +20,10 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from posfleet.broker_bridge.worker_frames import FrameError, encode_frame, read_frame
 from posfleet.diagnostics.errors import DiagnosticsError
 from posfleet.diagnostics.rule_model import Rule
 from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, WorkerConfig
+from posfleet.pipe_frames import FrameError, encode_frame, read_frame
 
 log = logging.getLogger(__name__)
 

@@ -3,8 +3,8 @@
 The service (:class:`~posfleet.diagnostics.rule_process.RuleProcess`) sends requests,
 the worker (:mod:`~posfleet.diagnostics.rule_worker`) answers each with an
 :class:`EngineAnswer`. Frames are those of the store writer's pipe
-(:mod:`~posfleet.broker_bridge.worker_frames`: a length and a pickle, between a process
-and its own child). Health reports cross as the store's
+(:mod:`~posfleet.pipe_frames`: a length and a pickle, between a process and its own
+child). Health reports cross as the store's
 :class:`~posfleet.store.report_batch.Sample` (a tuple with the metrics as JSON text: a
 tenth of the cost of pickling the model); everything else as the decoded message.
 Findings cross with the rule's id, not the rule: the service holds the same rules, and

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import pickle
 import signal
 import sys
 import time
@@ -34,31 +33,15 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, BinaryIO
 
-from posfleet.broker_bridge.gc_tuning import tune_gc
-from posfleet.broker_bridge.worker_frames import MAX_FRAME_BYTES, FrameError, write_frame_fd
 from posfleet.contract import Channel, Inventory
 from posfleet.diagnostics.findings import Finding
 from posfleet.diagnostics.rule_engine import RuleEngine
 from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, WorkerConfig, to_wire
+from posfleet.gc_tuning import tune_gc
+from posfleet.pipe_frames import FrameError, read_frame_blocking, write_frame_fd
 from posfleet.store.report_batch import Sample
 
 log = logging.getLogger("posfleet.rule_worker")
-
-
-def read_frame_blocking(stream: BinaryIO) -> Any | None:
-    """The next frame from a blocking stream, or None at a clean end."""
-    head = stream.read(4)
-    if not head:
-        return None
-    if len(head) < 4:
-        raise FrameError("the stream ended inside a frame header")
-    length = int.from_bytes(head, "big")
-    if length > MAX_FRAME_BYTES:
-        raise FrameError(f"frame of {length} bytes announced: the stream is corrupt")
-    body = stream.read(length)
-    if len(body) < length:
-        raise FrameError("the stream ended inside a frame")
-    return pickle.loads(body)
 
 
 class RuleHost:

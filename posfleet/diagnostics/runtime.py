@@ -39,7 +39,7 @@ from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, from_wire
 from posfleet.diagnostics.webhooks import WebhookNotifier, WebhookSettings
 from posfleet.store.engine import write_transaction
 from posfleet.store.incidents import IncidentKind, IncidentState, expire_playbook_runs
-from posfleet.store.report_batch import Sample
+from posfleet.store.report_batch import Sample, SampledMessages
 from posfleet.store.schema import incidents
 
 log = logging.getLogger(__name__)
@@ -361,5 +361,11 @@ _Send = Callable[[RuleProcess], Awaitable["asyncio.Future[EngineAnswer]"]]
 
 
 def _observe(now: datetime, messages: Sequence[Message]) -> _Send:
-    items = [_wire_item(message) for message in messages]
+    if isinstance(messages, SampledMessages):
+        # The ingest's own: the samples the store was given, not made again.
+        items = [
+            sample or message for message, sample in zip(messages, messages.samples, strict=True)
+        ]
+    else:
+        items = [_wire_item(message) for message in messages]
     return lambda worker: worker.observe(now, items)

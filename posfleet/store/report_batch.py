@@ -36,7 +36,7 @@ from typing import Any, NamedTuple
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from posfleet.contract import FaultEvent, HealthMetrics, HealthReport
+from posfleet.contract import FaultEvent, HealthMetrics, HealthReport, Message
 from posfleet.store.driver_sql import DriverSql, chunks
 from posfleet.store.sample_rollups import LATEST_SAMPLE_SQL, SAMPLE_NUMBERS
 from posfleet.store.schema import fault_events, terminals
@@ -86,6 +86,25 @@ class Sample(NamedTuple):
 
 
 _METRICS_JSON = HealthMetrics.__pydantic_serializer__
+
+
+class SampledMessages(list[Message]):
+    """Stored messages with each health report's :class:`Sample` beside it (None for
+    the other channels): what the ingest hands its hook, so that a consumer that wants
+    the sample (the rule engine's worker) need not serialise the metrics again."""
+
+    __slots__ = ("samples",)
+
+    def __init__(self, messages: Sequence[Message], samples: Sequence[Sample | None]) -> None:
+        super().__init__(messages)
+        if len(samples) != len(messages):
+            raise ValueError("one sample (or None) per message")
+        self.samples: list[Sample | None] = list(samples)
+
+    def part(self, start: int, stop: int) -> SampledMessages:
+        """The messages from ``start`` to ``stop``, with their samples."""
+        return SampledMessages(self[start:stop], self.samples[start:stop])
+
 
 Stored = Report | Sample
 """What :func:`record_reports` takes: events as reports, health as either."""

@@ -23,6 +23,7 @@ from posfleet.contract import (
     encode,
 )
 from posfleet.store import get_terminal, list_dead_letters
+from posfleet.store.report_batch import Sample, SampledMessages
 from tests.harness.brokerless_ingest import brokerless_ingest
 from tests.harness.raw_messages import T0, health_msg, raw, state_msg
 
@@ -87,9 +88,13 @@ async def test_bad_message_is_dead_lettered_and_its_neighbours_stored(
 
 async def test_counters_add_up_over_a_mixed_stream(sqlite_engine: AsyncEngine) -> None:
     stored: list[Message] = []
+    samples: list[Sample | None] = []
 
     async def on_stored(messages: Sequence[Message]) -> None:
         stored.extend(messages)
+        # The samples the store was given travel with the messages (the rule worker's).
+        assert isinstance(messages, SampledMessages)
+        samples.extend(messages.samples)
 
     junk = RawMessage("pos/v1/T-2/health", b"not json")
     # Command results have no store yet: acknowledged, counted, not dead letters.
@@ -103,6 +108,11 @@ async def test_counters_add_up_over_a_mixed_stream(sqlite_engine: AsyncEngine) -
     assert (stats.batches, stats.stored, stats.duplicates) == (3, 3, 1)
     assert (stats.dead_lettered, stats.ignored) == (2, 1)
     assert [m.topic.channel for m in stored] == [Channel.STATE, Channel.HEALTH, Channel.HEALTH]
+    assert [None if s is None else (s.terminal_id, s.seq) for s in samples] == [
+        None,
+        ("T-1", 1),
+        ("T-1", 2),
+    ]
     async with sqlite_engine.connect() as conn:
         letters = await list_dead_letters(conn)
         record = await get_terminal(conn, "T-1")
