@@ -66,7 +66,7 @@ _HOMES: dict[str, str] = {
     "TelemetrySink": "posfleet.broker_bridge.telemetry_sink",
     "WriterKind": "posfleet.broker_bridge.ingest",
     "store_batch": "posfleet.broker_bridge.ingest_batch",
-    "tune_gc": "posfleet.broker_bridge.gc_tuning",
+    "tune_gc": "posfleet.gc_tuning",
 }
 
 __all__ = [
