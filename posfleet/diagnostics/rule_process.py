@@ -2,9 +2,10 @@
 
 :class:`RuleProcess` starts ``python -m posfleet.diagnostics.rule_worker`` and sends it
 requests (see that module for the protocol), several at a time if callers overlap; the
-worker answers them in order. If the worker dies, what was pending fails with
-:class:`RuleWorkerError` and the next request starts a new one, which first gets the
-rules and the open incidents again from the ``on_restart`` callback: the rules' state
+worker answers them in the order it judges them (urgent ones first). If the worker
+dies, what was pending fails with :class:`RuleWorkerError` and the next request starts
+a new one, which first gets the rules and the open incidents again from the
+``on_restart`` callback: the rules' state
 of each terminal (metrics, windows, ``for`` timers) starts afresh, as after a restart
 of the whole service.
 """
@@ -32,6 +33,11 @@ WORKER_START_TIMEOUT_S = 60.0
 
 WORKER_STOP_TIMEOUT_S = 10.0
 """How long the worker may take to finish at shutdown before it is killed."""
+
+
+WRITE_BUFFER_BYTES = 64 * 2**20
+"""Requests buffered for the worker before a sender waits: far above the window of
+answers (a hundred health reports are some 75 KB)."""
 
 
 class RuleWorkerError(DiagnosticsError):
@@ -75,10 +81,13 @@ class RuleProcess:
 
     # -- requests ------------------------------------------------------------------------
 
-    async def observe(self, now: datetime, items: list[WireItem]) -> asyncio.Future[EngineAnswer]:
+    async def observe(
+        self, now: datetime, items: list[WireItem], *, urgent: bool = False
+    ) -> asyncio.Future[EngineAnswer]:
         """Send stored messages that arrived at ``now`` to be judged; returns once they are
-        on their way, with the future of the answer."""
-        return await self._send("observe", now, items)
+        on their way, with the future of the answer. ``urgent`` ones (fault events,
+        state) are judged before the bulk requests still waiting."""
+        return await self._send("observe", now, items, urgent=urgent)
 
     async def tick(self, now: datetime) -> asyncio.Future[EngineAnswer]:
         """Let time pass to ``now`` (the future of the answer, as :meth:`observe`)."""
@@ -103,14 +112,16 @@ class RuleProcess:
     async def _request(self, op: str, *args: Any) -> EngineAnswer:
         return await (await self._send(op, *args))
 
-    async def _send(self, op: str, *args: Any) -> asyncio.Future[EngineAnswer]:
+    async def _send(
+        self, op: str, *args: Any, urgent: bool = False
+    ) -> asyncio.Future[EngineAnswer]:
         proc = await self._ensure_started()
         assert proc.stdin is not None
         request_id = next(self._ids)
         answer: asyncio.Future[EngineAnswer] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = answer
         try:
-            proc.stdin.write(encode_frame((op, request_id, *args)))
+            proc.stdin.write(encode_frame((op, request_id, args, urgent)))
             await proc.stdin.drain()
         except (ConnectionError, RuntimeError) as exc:
             self._pending.pop(request_id, None)
@@ -146,6 +157,12 @@ class RuleProcess:
             limit=2**20,
         )
         assert proc.stdin is not None and proc.stdout is not None
+        # The window of answers is the backpressure, not the pipe: with asyncio's
+        # default limit the hook waited for the worker to read each request, which it
+        # does only after judging the one before.
+        transport = proc.stdin.transport
+        assert isinstance(transport, asyncio.WriteTransport)
+        transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
         hello = ("hello", WorkerConfig(log_level=self._log_level, rules=self.rules))
         try:
             proc.stdin.write(encode_frame(hello))
@@ -216,37 +233,48 @@ async def _kill(proc: asyncio.subprocess.Process) -> None:
 AnswerStep = Callable[[EngineAnswer], Awaitable[None]]
 
 
-class AnswersInOrder:
-    """Takes the worker's answers in the order the requests went, a bounded number ahead.
+class AnswersAsJudged:
+    """Takes the worker's answers in the order it judged them, a bounded number ahead.
 
-    :meth:`enqueue` hands over the future of an answer and returns at once, unless
-    ``window`` answers are still to be taken: then it waits (backpressure on whoever
-    sends). A task of :meth:`run` awaits each answer in turn and gives it to its step
-    (record the incidents): a finding is recorded after every finding the engine made
-    before it, whichever request it came from. A failed request is logged and counted;
-    its ``done`` future carries the error to anyone waiting for it.
+    :meth:`enqueue` hands over the future of an answer and returns at once; the sender
+    first waits in :meth:`reserve` while ``window`` answers are still to be taken
+    (backpressure). A task of :meth:`run` gives each answer, as it arrives, to its step
+    (record the incidents): the worker answers in the order it judges, so a finding is
+    recorded after every finding the engine made before it. A failed request is logged
+    and counted; its ``done`` future carries the error to anyone waiting for it.
     """
 
     def __init__(self, step: AnswerStep, *, window: int) -> None:
         self.failures = 0
         self._step = step
         self._room = asyncio.Semaphore(window)
-        self._queue: asyncio.Queue[
-            tuple[asyncio.Future[EngineAnswer], AnswerStep | None, asyncio.Future[None]]
+        self._arrived: asyncio.Queue[
+            tuple[asyncio.Future[EngineAnswer], AnswerStep | None, asyncio.Future[None], bool]
         ] = asyncio.Queue()
+        self._outstanding = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
 
     async def reserve(self) -> None:
         """Wait for room for one more answer (call before sending its request)."""
         await self._room.acquire()
 
     def enqueue(
-        self, answer: asyncio.Future[EngineAnswer], step: AnswerStep | None = None
+        self,
+        answer: asyncio.Future[EngineAnswer],
+        step: AnswerStep | None = None,
+        *,
+        reserved: bool = True,
     ) -> asyncio.Future[None]:
-        """Take ``answer`` in its turn (after :meth:`reserve`), with ``step`` instead of the
-        usual one if given; the future returned is done once it has been taken."""
+        """Take ``answer`` when it comes, with ``step`` instead of the usual one if given;
+        the future returned is done once it has been taken. ``reserved``: room was taken
+        for it with :meth:`reserve` (given back once it is taken)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         done.add_done_callback(_retrieve)
-        self._queue.put_nowait((answer, step, done))
+        self._outstanding += 1
+        self._idle.clear()
+        # Done callbacks run in the order the futures complete: the worker's order.
+        answer.add_done_callback(lambda _: self._arrived.put_nowait((answer, step, done, reserved)))
         return done
 
     def release(self) -> None:
@@ -255,14 +283,14 @@ class AnswersInOrder:
 
     async def settled(self) -> None:
         """Return once every answer enqueued so far has been taken."""
-        await self._queue.join()
+        await self._idle.wait()
 
     async def run(self) -> None:
         """Take answers until cancelled."""
         while True:
-            answer, step, done = await self._queue.get()
+            answer, step, done, reserved = await self._arrived.get()
             try:
-                await (step or self._step)(await answer)
+                await (step or self._step)(answer.result())
             except asyncio.CancelledError:
                 done.cancel()
                 raise
@@ -274,8 +302,11 @@ class AnswersInOrder:
             else:
                 done.set_result(None)
             finally:
-                self._room.release()
-                self._queue.task_done()
+                if reserved:
+                    self._room.release()
+                self._outstanding -= 1
+                if not self._outstanding:
+                    self._idle.set()
 
 
 def _retrieve(done: asyncio.Future[None]) -> None:

@@ -5,17 +5,24 @@ Started by :class:`~posfleet.diagnostics.rule_process.RuleProcess` as
 share of the central service's CPU per message; in its own process it runs on the
 second core while the service speaks MQTT and validates (one interpreter lock per
 process). It holds every terminal's rule state and nothing else: no database, no
-network. It reads requests on stdin and answers each, in order, on stdout:
+network. It reads requests on stdin (a thread of its own reads them as they come) and
+answers each on stdout, ``(op, id, args, urgent)``:
 
 - ``("hello", WorkerConfig)`` → ``("ready",)``, once;
-- ``("observe", id, now, [WireItem, ...])``: stored messages;
-- ``("tick", id, now)``: time passing;
-- ``("rules", id, (Rule, ...))``: new rules (findings clear the removed rules' incidents);
-- ``("assume", id, [(terminal_id, rule_id, since), ...])``: incidents open at start;
-- ``("intend", id, terminal_id, version, now)``: the firmware a rollout wants.
+- ``("observe", id, (now, [WireItem, ...]), urgent)``: stored messages;
+- ``("tick", id, (now,), False)``: time passing;
+- ``("rules", id, ((Rule, ...),), False)``: new rules (findings clear the removed rules'
+  incidents);
+- ``("assume", id, ([(terminal_id, rule_id, since), ...],), False)``: incidents open at
+  start;
+- ``("intend", id, (terminal_id, version, now), False)``: the firmware a rollout wants.
 
-Each is answered ``("ok", id, EngineAnswer)`` or ``("error", id, reason)``; a failing
-request changes nothing else. Like the store writer it stops when stdin closes, and
+Urgent requests (the ingest's fast lane: fault events and state) are judged before the
+bulk ones waiting, each kind in the order it came, so that a fault does not wait behind
+a backlog of health reports here either; the engine takes an event ahead of older
+health as it does when the fast lane overtakes the bulk lane. Each request is answered
+``("ok", id, EngineAnswer)`` or ``("error", id, reason)``, in the order judged; a
+failing request changes nothing else. Like the store writer it stops when stdin closes, and
 ignores SIGINT and SIGTERM: the service decides when it stops.
 """
 
@@ -26,8 +33,10 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -100,6 +109,43 @@ class RuleHost:
         return []
 
 
+class Arrivals:
+    """Requests read by the reader thread, urgent ones first, each kind in arrival order."""
+
+    def __init__(self) -> None:
+        self._urgent: deque[tuple[Any, ...]] = deque()
+        self._bulk: deque[tuple[Any, ...]] = deque()
+        self._changed = threading.Condition()
+        self._closed = False
+        self.error: FrameError | None = None
+
+    def read_all(self, stdin: BinaryIO) -> None:
+        """Read frames until the stream ends (run on the reader thread)."""
+        try:
+            while (frame := read_frame_blocking(stdin)) is not None:
+                with self._changed:
+                    (self._urgent if frame[3] else self._bulk).append(frame)
+                    self._changed.notify()
+        except FrameError as exc:
+            self.error = exc
+        finally:
+            with self._changed:
+                self._closed = True
+                self._changed.notify()
+
+    def next(self) -> tuple[Any, ...] | None:
+        """The next request to judge; None once the stream has ended and all are done."""
+        with self._changed:
+            while True:
+                if self._urgent:
+                    return self._urgent.popleft()
+                if self._bulk:
+                    return self._bulk.popleft()
+                if self._closed:
+                    return None
+                self._changed.wait()
+
+
 def serve(stdin: BinaryIO, frames_fd: int) -> None:
     """Answer the hello, then requests until stdin closes."""
     hello = read_frame_blocking(stdin)
@@ -116,8 +162,11 @@ def serve(stdin: BinaryIO, frames_fd: int) -> None:
     )
     host = RuleHost(config)
     write_frame_fd(frames_fd, ("ready",))
-    while (frame := read_frame_blocking(stdin)) is not None:
-        op, request_id, *args = frame
+    arrivals = Arrivals()
+    reader = threading.Thread(target=arrivals.read_all, args=(stdin,), daemon=True)
+    reader.start()
+    while (frame := arrivals.next()) is not None:
+        op, request_id, args, _urgent = frame
         try:
             reply: tuple[object, ...] = ("ok", request_id, host.answer(op, tuple(args)))
         # The engine is rule authors' expressions and our code: a failure answers this
@@ -126,6 +175,8 @@ def serve(stdin: BinaryIO, frames_fd: int) -> None:
             log.exception("request %s (%s) failed", request_id, op)
             reply = ("error", request_id, "".join(traceback.format_exception_only(exc)).strip())
         write_frame_fd(frames_fd, reply)
+    if arrivals.error is not None:
+        raise arrivals.error
 
 
 def main() -> None:

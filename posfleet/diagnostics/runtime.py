@@ -34,7 +34,7 @@ from posfleet.diagnostics.incident_recorder import IncidentRecorder, Notifier, R
 from posfleet.diagnostics.rule_evaluation import EngineStats
 from posfleet.diagnostics.rule_files import load_builtin_rules, load_rule_paths, merge_rule_sets
 from posfleet.diagnostics.rule_model import Rule
-from posfleet.diagnostics.rule_process import AnswersInOrder, AnswerStep, RuleProcess
+from posfleet.diagnostics.rule_process import AnswersAsJudged, AnswerStep, RuleProcess
 from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, from_wire
 from posfleet.diagnostics.webhooks import WebhookNotifier, WebhookSettings
 from posfleet.store.engine import write_transaction
@@ -47,10 +47,10 @@ log = logging.getLogger(__name__)
 SETTLE_TIMEOUT_S = 30.0
 """How long stopping waits for the rule engine's outstanding answers."""
 
-ANSWERS_AHEAD = 8
-"""Requests to the rule engine sent but not yet recorded before the hook waits: a few
-batches' worth, so that ingest and the engine work side by side, while a fault's
-incident waits behind a few tens of milliseconds of health reports at most."""
+ANSWERS_AHEAD = 16
+"""Requests to the rule engine sent but not yet recorded before the hook waits: some
+1,600 health reports, a batch and a half, so that ingest and the engine work side by
+side; a fault's answer waits behind at most that much judging (some 80 ms)."""
 
 
 class DiagnosticsSettings(BaseModel):
@@ -107,7 +107,7 @@ class Diagnostics:
         self._rules: dict[str, Rule] = {}
         self._firmware_changed: dict[str, datetime] = {}
         self._engine: RuleProcess | None = None
-        self._answers = AnswersInOrder(self._apply, window=ANSWERS_AHEAD)
+        self._answers = AnswersAsJudged(self._apply, window=ANSWERS_AHEAD)
         self._db = engine
         self._clock = clock
         self._own_notifier: WebhookNotifier | None = None
@@ -194,17 +194,22 @@ class Diagnostics:
     async def on_stored(self, messages: Sequence[Message]) -> None:
         """The ingest hook: send newly stored messages to be judged.
 
-        Returns once they are on their way, so that ingest goes on while the engine
-        works; what they show is recorded soon after, in order (:meth:`settled`). It
-        waits only while :data:`ANSWERS_AHEAD` answers are still to be recorded.
+        Health returns once it is on its way, so that ingest goes on while the engine
+        works; what it shows is recorded soon after, in order (:meth:`settled`). It waits
+        only while :data:`ANSWERS_AHEAD` answers are still to be recorded. Faults and
+        state (the fast lane's) return once their incidents are recorded: the fast lane
+        keeps the event loop for itself until then (``lane_priority``).
         """
         if messages:
-            await self._ask(_observe(self._clock(), messages))
+            send, urgent = _observe(self._clock(), messages)
+            recorded = await self._ask(send, urgent)
+            if urgent:
+                await recorded
 
     async def judge(self, messages: Sequence[Message]) -> None:
         """:meth:`on_stored`, returning once the incidents they open or clear are recorded."""
         if messages:
-            await (await self._ask(_observe(self._clock(), messages)))
+            await (await self._ask(*_observe(self._clock(), messages)))
 
     async def settled(self) -> None:
         """Return once everything handed over so far is judged and recorded."""
@@ -232,15 +237,20 @@ class Diagnostics:
             raise RuntimeError("the diagnostics service is not running (use async with)")
         return self._engine
 
-    async def _ask(self, send: _Send, step: AnswerStep | None = None) -> asyncio.Future[None]:
-        """Send one request; the future is done once its answer is recorded."""
-        await self._answers.reserve()
+    async def _ask(
+        self, send: _Send, urgent: bool = False, step: AnswerStep | None = None
+    ) -> asyncio.Future[None]:
+        """Send one request; the future is done once its answer is recorded. An urgent
+        one (a fault, state) does not wait for room behind the health reports."""
+        if not urgent:
+            await self._answers.reserve()
         try:
             answer = await send(self._worker())
         except BaseException:
-            self._answers.release()
+            if not urgent:
+                self._answers.release()
             raise
-        return self._answers.enqueue(answer, step)
+        return self._answers.enqueue(answer, step, reserved=not urgent)
 
     async def _apply(self, answer: EngineAnswer, rules: dict[str, Rule] | None = None) -> None:
         """Take the engine's answer: its counters, firmware changes, then the incidents
@@ -280,7 +290,8 @@ class Diagnostics:
                 self._rules = {rule.id: rule for rule in rules}
                 await self._apply(answer, previous)
 
-            await (await self._ask(lambda worker: worker.replace_rules(tuple(rules)), in_force))
+            reload = self._ask(lambda worker: worker.replace_rules(tuple(rules)), step=in_force)
+            await (await reload)
             self.stats.reloads += 1
             self.stats.rules = len(rules)
             self.stats.last_reload_error = None
@@ -360,7 +371,11 @@ def _wire_item(message: Message) -> WireItem:
 _Send = Callable[[RuleProcess], Awaitable["asyncio.Future[EngineAnswer]"]]
 
 
-def _observe(now: datetime, messages: Sequence[Message]) -> _Send:
+URGENT_CHANNELS = frozenset({Channel.EVENT, Channel.STATE})
+"""What the rule worker judges ahead of health: faults reported and online/offline."""
+
+
+def _observe(now: datetime, messages: Sequence[Message]) -> tuple[_Send, bool]:
     if isinstance(messages, SampledMessages):
         # The ingest's own: the samples the store was given, not made again.
         items = [
@@ -368,4 +383,5 @@ def _observe(now: datetime, messages: Sequence[Message]) -> _Send:
         ]
     else:
         items = [_wire_item(message) for message in messages]
-    return lambda worker: worker.observe(now, items)
+    urgent = all(message.topic.channel in URGENT_CHANNELS for message in messages)
+    return (lambda worker: worker.observe(now, items, urgent=urgent)), urgent

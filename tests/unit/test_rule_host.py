@@ -1,8 +1,10 @@
-"""The rule worker's engine host judges a health report's sample as the engine judges
-the report itself: what crosses the pipe loses nothing a rule reads."""
+"""The rule worker's parts: its engine host judges a health report's sample as the engine
+judges the report itself (what crosses the pipe loses nothing a rule reads), and faults
+are judged ahead of the health waiting before them."""
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 from posfleet.contract import (
@@ -17,7 +19,8 @@ from posfleet.contract import (
 from posfleet.diagnostics.rule_engine import RuleEngine
 from posfleet.diagnostics.rule_files import load_builtin_rules
 from posfleet.diagnostics.rule_wire import WorkerConfig
-from posfleet.diagnostics.rule_worker import RuleHost
+from posfleet.diagnostics.rule_worker import Arrivals, RuleHost
+from posfleet.pipe_frames import FrameError, encode_frame
 from posfleet.store.report_batch import Sample
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
@@ -52,3 +55,23 @@ def test_a_sample_is_judged_as_its_report() -> None:
     assert host.engine.stats == engine.stats
     assert host.engine.firing("T-1") == engine.firing("T-1") == []
     assert engine.stats.opened >= 1, "the outage opened something to compare"
+
+
+def test_a_fault_is_judged_before_the_health_reports_waiting_before_it() -> None:
+    frames = [("observe", n, (), urgent) for n, urgent in [(1, False), (2, False), (3, True)]]
+    arrivals = Arrivals()
+    arrivals.read_all(io.BytesIO(b"".join(encode_frame(frame) for frame in frames)))
+    order = []
+    while (frame := arrivals.next()) is not None:
+        order.append(frame[1])
+    assert order == [3, 1, 2]
+
+
+def test_a_stream_cut_inside_a_frame_is_an_error_after_the_whole_frames() -> None:
+    whole = encode_frame(("tick", 1, (T0,), False))
+    arrivals = Arrivals()
+    arrivals.read_all(io.BytesIO(whole + encode_frame(("tick", 2, (T0,), False))[:7]))
+    first = arrivals.next()
+    assert first is not None and first[1] == 1
+    assert arrivals.next() is None
+    assert isinstance(arrivals.error, FrameError)
