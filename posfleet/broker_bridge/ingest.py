@@ -63,6 +63,8 @@ bulk-lane batch in slices of :data:`HOOK_SLICE`, in order).
 
 It runs on the ingest's own path before the next batch is stored: keep it cheap (hand
 slow work to a task of your own). Its exceptions are logged and counted, never fatal.
+The sequence is a :class:`~posfleet.store.report_batch.SampledMessages`: each health
+report's sample, as the store got it, travels with the messages.
 """
 
 __all__ = ["MAX_PACKET_BYTES", "Ingest", "StoredHook", "WriterKind"]
