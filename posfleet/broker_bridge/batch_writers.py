@@ -18,15 +18,14 @@ the batch may simply be sent again; the ingest retries with backoff.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import sys
 from collections.abc import Mapping
 from typing import Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from posfleet import child_process
 from posfleet.broker_bridge.errors import BridgeError, TransientStoreError
 from posfleet.broker_bridge.ingest_batch import (
     DEFAULT_HANDLERS,
@@ -166,30 +165,13 @@ class ProcessWriter:
 
     async def _spawn(self) -> None:
         try:
-            hello = encode_frame(("hello", self._config))
-        except Exception as exc:
-            raise WriterError(f"the writer's settings cannot be sent to it: {exc}") from exc
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "posfleet.broker_bridge.store_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=2**20,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
-        try:
-            proc.stdin.write(hello)
-            await proc.stdin.drain()
-            async with asyncio.timeout(WRITER_START_TIMEOUT_S):
-                answer = await read_frame(proc.stdout)
-        except (TimeoutError, FrameError, ConnectionError) as exc:
-            await _kill(proc)
-            raise WriterError(f"the store writer process did not start: {exc!r}") from exc
-        if answer != ("ready",):
-            await _kill(proc)
-            reason = answer[1] if isinstance(answer, tuple) and len(answer) > 1 else answer
-            raise WriterError(f"the store writer process did not start: {reason}")
+            proc = await child_process.spawn(
+                "posfleet.broker_bridge.store_worker",
+                ("hello", self._config),
+                ready_within_s=WRITER_START_TIMEOUT_S,
+            )
+        except child_process.ChildStartError as exc:
+            raise WriterError(f"the store writer process did not start: {exc}") from exc
         self._proc = proc
         self._reader_task = asyncio.create_task(
             self._read_answers(proc), name="store-writer-answers"
@@ -233,7 +215,7 @@ class ProcessWriter:
                     answer.set_exception(WriterError(f"the store writer failed: {detail}"))
         except FrameError as exc:
             reason = str(exc)
-            await _kill(proc)
+            await child_process.kill(proc)
         code = await proc.wait()
         if not self._closed:
             log.error("the store writer process %d stopped (%s, exit %s)", proc.pid, reason, code)
@@ -251,23 +233,6 @@ class ProcessWriter:
         proc = self._proc
         if proc is None:
             return
-        if proc.stdin is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                proc.stdin.close()
-                await proc.stdin.wait_closed()
-        try:
-            async with asyncio.timeout(WRITER_STOP_TIMEOUT_S):
-                await proc.wait()
-        except TimeoutError:
-            log.error(
-                "the store writer did not stop within %.0f s: killing it", WRITER_STOP_TIMEOUT_S
-            )
-            await _kill(proc)
+        await child_process.stop(proc, within_s=WRITER_STOP_TIMEOUT_S, name="store writer")
         if self._reader_task is not None:
             await self._reader_task
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    await proc.wait()

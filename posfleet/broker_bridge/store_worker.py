@@ -23,8 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
-import signal
 import sys
 import traceback
 from collections import deque
@@ -41,6 +39,7 @@ from posfleet.broker_bridge.worker_frames import (
     read_frame,
     write_frame_fd,
 )
+from posfleet.child_process import child_logging, child_stdio
 from posfleet.contract import utcnow
 from posfleet.gc_tuning import tune_gc
 from posfleet.store.engine import create_engine, write_transaction
@@ -69,11 +68,7 @@ async def serve(frames_fd: int) -> None:
         write_frame_fd(frames_fd, ("failed", f"expected a hello frame, got {type(hello).__name__}"))
         return
     config: WriterConfig = hello[1]
-    logging.basicConfig(
-        level=config.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [store-writer %(process)d] %(name)s: %(message)s",
-    )
+    child_logging(config.log_level, "store-writer")
     try:
         engine = create_engine(config.database_url, sqlite_auto_checkpoint=False)
     except Exception as exc:
@@ -182,11 +177,7 @@ async def _store(
 
 def main() -> None:
     """Entry point of ``python -m posfleet.broker_bridge.store_worker``."""
-    # stdout carries frames: keep a private copy and send anything printed to stderr.
-    frames_fd = os.dup(1)
-    os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    frames_fd = child_stdio()
     tune_gc()
     asyncio.run(serve(frames_fd))
 

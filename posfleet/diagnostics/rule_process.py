@@ -13,14 +13,13 @@ of the whole service.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
-import sys
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
+from posfleet import child_process
 from posfleet.diagnostics.errors import DiagnosticsError
 from posfleet.diagnostics.rule_model import Rule
 from posfleet.diagnostics.rule_wire import EngineAnswer, WireItem, WorkerConfig
@@ -148,33 +147,20 @@ class RuleProcess:
         return proc
 
     async def _spawn(self) -> asyncio.subprocess.Process:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "posfleet.diagnostics.rule_worker",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            limit=2**20,
-        )
-        assert proc.stdin is not None and proc.stdout is not None
+        hello = ("hello", WorkerConfig(log_level=self._log_level, rules=self.rules))
+        try:
+            proc = await child_process.spawn(
+                "posfleet.diagnostics.rule_worker", hello, ready_within_s=WORKER_START_TIMEOUT_S
+            )
+        except child_process.ChildStartError as exc:
+            raise RuleWorkerError(f"the rule worker did not start: {exc}") from exc
+        assert proc.stdin is not None
         # The window of answers is the backpressure, not the pipe: with asyncio's
         # default limit the hook waited for the worker to read each request, which it
         # does only after judging the one before.
         transport = proc.stdin.transport
         assert isinstance(transport, asyncio.WriteTransport)
         transport.set_write_buffer_limits(high=WRITE_BUFFER_BYTES)
-        hello = ("hello", WorkerConfig(log_level=self._log_level, rules=self.rules))
-        try:
-            proc.stdin.write(encode_frame(hello))
-            await proc.stdin.drain()
-            async with asyncio.timeout(WORKER_START_TIMEOUT_S):
-                ready = await read_frame(proc.stdout)
-        except (TimeoutError, FrameError, ConnectionError) as exc:
-            await _kill(proc)
-            raise RuleWorkerError(f"the rule worker did not start: {exc!r}") from exc
-        if ready != ("ready",):
-            await _kill(proc)
-            raise RuleWorkerError(f"the rule worker did not start: {ready!r}")
         self._proc = proc
         self._reader = asyncio.create_task(self._read_answers(proc), name="rule-worker-answers")
         log.info("rule worker process %d ready", proc.pid)
@@ -195,7 +181,7 @@ class RuleProcess:
                     answer.set_exception(RuleWorkerError(f"the rule worker failed: {detail}"))
         except FrameError as exc:
             reason = str(exc)
-            await _kill(proc)
+            await child_process.kill(proc)
         code = await proc.wait()
         if not self._closed:
             log.error("the rule worker process %d stopped (%s, exit %s)", proc.pid, reason, code)
@@ -210,24 +196,9 @@ class RuleProcess:
         proc = self._proc
         if proc is None:
             return
-        if proc.stdin is not None:
-            with contextlib.suppress(ConnectionError, RuntimeError):
-                proc.stdin.close()
-                await proc.stdin.wait_closed()
-        try:
-            async with asyncio.timeout(WORKER_STOP_TIMEOUT_S):
-                await proc.wait()
-        except TimeoutError:
-            log.error("the rule worker did not stop in %.0f s: killing it", WORKER_STOP_TIMEOUT_S)
-            await _kill(proc)
+        await child_process.stop(proc, within_s=WORKER_STOP_TIMEOUT_S, name="rule worker")
         if self._reader is not None:
             await self._reader
-
-
-async def _kill(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        proc.kill()
-    await proc.wait()
 
 
 AnswerStep = Callable[[EngineAnswer], Awaitable[None]]

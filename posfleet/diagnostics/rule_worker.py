@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
 import sys
 import threading
 import time
@@ -42,6 +40,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any, BinaryIO
 
+from posfleet.child_process import child_logging, child_stdio
 from posfleet.contract import Channel, Inventory
 from posfleet.diagnostics.findings import Finding
 from posfleet.diagnostics.rule_engine import RuleEngine
@@ -155,11 +154,7 @@ def serve(stdin: BinaryIO, frames_fd: int) -> None:
         write_frame_fd(frames_fd, ("failed", "expected a hello frame"))
         return
     config: WorkerConfig = hello[1]
-    logging.basicConfig(
-        level=config.log_level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s [rule-worker %(process)d] %(name)s: %(message)s",
-    )
+    child_logging(config.log_level, "rule-worker")
     host = RuleHost(config)
     write_frame_fd(frames_fd, ("ready",))
     arrivals = Arrivals()
@@ -181,10 +176,7 @@ def serve(stdin: BinaryIO, frames_fd: int) -> None:
 
 def main() -> None:
     """Entry point of ``python -m posfleet.diagnostics.rule_worker``."""
-    frames_fd = os.dup(1)
-    os.dup2(2, 1)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    frames_fd = child_stdio()
     tune_gc()
     try:
         serve(sys.stdin.buffer, frames_fd)
