@@ -31,7 +31,11 @@ from posfleet.dashboard.firmware_actions_api import FIRMWARE_OFFERS_KEY
 from posfleet.dashboard.firmware_download import FirmwareDelivery
 from posfleet.dashboard.incidents_api import PLAYBOOK_RUNNER_KEY
 from posfleet.dashboard.incidents_page import RULES_IN_FORCE_KEY
-from posfleet.dashboard.metrics_endpoint import HOUSEKEEPING_KEY, INGEST_KEY
+from posfleet.dashboard.metrics_endpoint import (
+    DIAGNOSTICS_STATS_KEY,
+    HOUSEKEEPING_KEY,
+    INGEST_KEY,
+)
 from posfleet.dashboard.rollout_service import ROLLOUT_RUNNER_KEY
 from posfleet.dashboard.security_headers import BEHIND_TLS_PROXY_KEY
 from posfleet.diagnostics.backup_schedule import BackupSchedule, ScheduledBackups
@@ -223,6 +227,7 @@ def _ingest_ctx(
             app[INGEST_KEY] = ingest
             app[HOUSEKEEPING_KEY] = housekeeping
             app[DIAGNOSTICS_KEY] = diagnostics
+            app[DIAGNOSTICS_STATS_KEY] = diagnostics.stats
             app[PLAYBOOK_RUNNER_KEY] = PlaybookRunner(engine, DownlinkCommandSender(downlink))
             app[COMMANDS_KEY] = downlink
             app[FIRMWARE_OFFERS_KEY] = firmware.offers

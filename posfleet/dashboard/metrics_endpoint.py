@@ -20,6 +20,7 @@ from posfleet.dashboard.access import public
 from posfleet.dashboard.app_keys import ENGINE_KEY, LOGIN_THROTTLE_KEY
 from posfleet.dashboard.errors import ForbiddenError, NotAuthenticatedError
 from posfleet.dashboard.firmware_download import FIRMWARE_KEY, download_metric_families
+from posfleet.diagnostics.runtime import DiagnosticsStats
 from posfleet.store.accounts import Role, resolve_api_token
 from posfleet.store.login_attempts import AttemptKind
 from posfleet.store.schema import terminals
@@ -29,6 +30,9 @@ INGEST_KEY = web.AppKey("ingest", Ingest)
 
 HOUSEKEEPING_KEY = web.AppKey("housekeeping", Housekeeping)
 """The running housekeeping chores, set by the central service while they run."""
+
+DIAGNOSTICS_STATS_KEY = web.AppKey("diagnostics_stats", DiagnosticsStats)
+"""The running diagnostics service's counters, set by the central service while it runs."""
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 REQUIRED_ROLE = Role.OPS
@@ -67,6 +71,29 @@ _INGEST_COUNTERS = (
         "CPU seconds the service spent decoding and validating messages.",
         "decode_seconds",
     ),
+)
+# (metric name after posfleet_diagnostics_, type, help, DiagnosticsStats attribute)
+_DIAGNOSTICS_FAMILIES = (
+    ("rules", "gauge", "Rules in force.", "rules"),
+    (
+        "engine_seconds_total",
+        "counter",
+        "CPU seconds the rule engine (its worker process) spent judging.",
+        "engine_seconds",
+    ),
+    (
+        "worker_restarts_total",
+        "counter",
+        "Times the rule worker process was started again after it died.",
+        "worker_restarts",
+    ),
+    (
+        "failed_requests_total",
+        "counter",
+        "Requests to the rule engine that failed: stored messages left unjudged.",
+        "failed_requests",
+    ),
+    ("rule_reload_failures_total", "counter", "Failed rule file reloads.", "reload_failures"),
 )
 # (metric name after posfleet_sink_, type, help, SinkStats attribute)
 _SINK_FAMILIES = (
@@ -155,6 +182,11 @@ async def render_metrics(app: web.Application) -> str:
                 (f'{{sink="{sink.name}"}}', getattr(sink.stats, attribute)) for sink in ingest.sinks
             ]
             out.family(f"posfleet_sink_{name}", kind, help_text, samples)
+    diagnostics = app.get(DIAGNOSTICS_STATS_KEY)
+    if diagnostics is not None:
+        for name, kind, help_text, attribute in _DIAGNOSTICS_FAMILIES:
+            value = getattr(diagnostics, attribute)
+            out.family(f"posfleet_diagnostics_{name}", kind, help_text, [("", value)])
     housekeeping = app.get(HOUSEKEEPING_KEY)
     if housekeeping is not None:
         out.family(

@@ -215,8 +215,11 @@ class AnswersAsJudged:
     and counted; its ``done`` future carries the error to anyone waiting for it.
     """
 
-    def __init__(self, step: AnswerStep, *, window: int) -> None:
+    def __init__(
+        self, step: AnswerStep, *, window: int, on_failure: Callable[[], None] | None = None
+    ) -> None:
         self.failures = 0
+        self._on_failure = on_failure
         self._step = step
         self._room = asyncio.Semaphore(window)
         self._arrived: asyncio.Queue[
@@ -268,6 +271,8 @@ class AnswersAsJudged:
             # A lost answer must not stop the next ones: the worker and the store carry on.
             except Exception as exc:
                 self.failures += 1
+                if self._on_failure is not None:
+                    self._on_failure()
                 log.error("diagnostics: a request to the rule engine failed: %s", exc)
                 done.set_exception(exc)
             else:

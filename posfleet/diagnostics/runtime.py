@@ -83,6 +83,9 @@ class DiagnosticsStats(BaseModel):
     engine_seconds: float = 0.0
     """CPU time the rule engine spent on messages (in its worker), for cost per message."""
     worker_restarts: int = 0
+    """Times the rule worker process was started again after it died."""
+    failed_requests: int = 0
+    """Requests to the rule engine that failed (the messages are stored; not judged)."""
 
 
 class Diagnostics:
@@ -107,7 +110,9 @@ class Diagnostics:
         self._rules: dict[str, Rule] = {}
         self._firmware_changed: dict[str, datetime] = {}
         self._engine: RuleProcess | None = None
-        self._answers = AnswersAsJudged(self._apply, window=ANSWERS_AHEAD)
+        self._answers = AnswersAsJudged(
+            self._apply, window=ANSWERS_AHEAD, on_failure=self._count_failure
+        )
         self._db = engine
         self._clock = clock
         self._own_notifier: WebhookNotifier | None = None
@@ -178,6 +183,11 @@ class Diagnostics:
             await self._engine.close()
         if self._own_notifier is not None:
             await self._own_notifier.__aexit__(exc_type, exc, tb)
+
+    def _count_failure(self) -> None:
+        self.stats.failed_requests += 1
+        if self._engine is not None:
+            self.stats.worker_restarts = self._engine.restarts
 
     @property
     def rules(self) -> list[Rule]:

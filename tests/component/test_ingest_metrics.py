@@ -13,7 +13,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from posfleet.broker_bridge import Ingest, RawMessage
 from posfleet.contract import Channel, HealthMetrics, HealthReport, Inventory, State, encode, topic
 from posfleet.dashboard import create_app
-from posfleet.dashboard.metrics_endpoint import INGEST_KEY
+from posfleet.dashboard.metrics_endpoint import DIAGNOSTICS_STATS_KEY, INGEST_KEY
+from posfleet.diagnostics.runtime import DiagnosticsStats
 from posfleet.store import list_dead_letters
 from posfleet.store.accounts import Role, create_api_token
 from tests.harness.brokerless_ingest import brokerless_ingest
@@ -47,6 +48,7 @@ async def _fill(bridge: Ingest) -> None:
 async def client(sqlite_engine: AsyncEngine, ingest: Ingest) -> AsyncIterator[Client]:
     app = create_app(sqlite_engine, session_secret=bytes(range(32)))
     app[INGEST_KEY] = ingest
+    app[DIAGNOSTICS_STATS_KEY] = DiagnosticsStats(rules=22, worker_restarts=1, failed_requests=2)
     async with TestClient(TestServer(app)) as test_client:
         yield test_client
 
@@ -79,6 +81,9 @@ async def test_metrics_show_what_the_ingest_did(sqlite_engine: AsyncEngine, clie
     assert values["posfleet_ingest_queue_depth"] == 0
     assert values["posfleet_ingest_decode_seconds_total"] > 0  # four were validated
     assert values['posfleet_ingest_batch_seconds_bucket{le="+Inf"}'] == 0  # fed directly
+    assert values["posfleet_diagnostics_rules"] == 22
+    assert values["posfleet_diagnostics_worker_restarts_total"] == 1
+    assert values["posfleet_diagnostics_failed_requests_total"] == 2
 
 
 @pytest.mark.parametrize(

@@ -95,3 +95,21 @@ async def test_a_killed_worker_is_started_again_and_still_clears_what_was_open(
         assert await _states(engine, terminal_id) == [IncidentState.RESOLVED]
         assert diagnostics.stats.worker_restarts == 1
         assert diagnostics.engine_pid not in (None, pid)
+
+
+async def test_a_worker_killed_with_work_in_hand_counts_what_it_left_unjudged(
+    engine: AsyncEngine, request: pytest.FixtureRequest
+) -> None:
+    """The messages are stored already; what staff (and /metrics) see is the count."""
+    prefix = f"RW-LOST-{request.node.callspec.id}"
+    backlog = [_host(f"{prefix}-{n % 500}", n // 500 + 1, reachable=True) for n in range(6000)]
+    async with Diagnostics(engine, _settings(), clock=lambda: T0) as diagnostics:
+        await diagnostics.on_stored(backlog)  # some 0.3 s of judging, not waited for
+        pid = diagnostics.engine_pid
+        assert pid is not None
+        os.kill(pid, signal.SIGKILL)
+        await diagnostics.settled()
+        assert diagnostics.stats.failed_requests == 1
+        await diagnostics.judge([_host(f"{prefix}-after", 1, reachable=False)])
+        assert await _states(engine, f"{prefix}-after") == [IncidentState.OPEN]
+        assert diagnostics.stats.worker_restarts == 1
