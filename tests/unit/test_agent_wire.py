@@ -218,10 +218,18 @@ def test_the_agent_encodes_what_the_contract_encodes_and_refuses_what_it_refuses
 
 def test_valid_reports_are_not_all_refused() -> None:
     # The property above would hold vacuously if everything were refused by both sides.
+    # Derandomized: how many random reports happen to be valid varies from run to run
+    # (CI once drew 13 in 200), and this counts, it does not search.
     model = MODEL_FOR_CHANNEL[Channel.HEALTH]
     accepted = 0
 
-    @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=200,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+        database=None,
+    )
     @given(_values(wire.schema_of(model.__name__)))
     def count(data: dict[str, Any]) -> None:
         nonlocal accepted
