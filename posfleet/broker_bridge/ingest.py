@@ -53,7 +53,6 @@ from posfleet.broker_bridge.mqtt_settings import BrokerConnection
 from posfleet.broker_bridge.rollup_folding import DEFAULT_FOLD_INTERVAL_S
 from posfleet.broker_bridge.telemetry_sink import TelemetrySink
 from posfleet.contract import UPLINK_CHANNELS, Channel, Message
-from posfleet.store.report_batch import SampledMessages
 
 log = logging.getLogger(__name__)
 
@@ -302,12 +301,7 @@ class Ingest:
             if start:
                 assert pause is not None
                 await pause()
-            stop = start + step
-            part: Sequence[Message] = (
-                stored.part(start, stop)
-                if isinstance(stored, SampledMessages)
-                else stored[start:stop]
-            )
+            part = stored.part(start, start + step)
             try:
                 await self._on_stored(part)
             # The hook is someone else's code; its failure must not stop ingest.

@@ -99,8 +99,8 @@ the central service does) are acknowledged and counted as ignored.
 class BatchOutcome:
     """What happened to each message of a batch."""
 
-    stored: Sequence[Message] = field(default_factory=list)
-    """The messages stored for the first time, in batch order."""
+    stored: SampledMessages = field(default_factory=lambda: SampledMessages([], []))
+    """The messages stored for the first time, in batch order, with their samples."""
     duplicates: int = 0
     dead_lettered: int = 0
     ignored: int = 0

@@ -5,9 +5,8 @@ requests (see that module for the protocol), several at a time if callers overla
 worker answers them in the order it judges them (urgent ones first). If the worker
 dies, what was pending fails with :class:`RuleWorkerError` and the next request starts
 a new one, which first gets the rules and the open incidents again from the
-``on_restart`` callback: the rules' state
-of each terminal (metrics, windows, ``for`` timers) starts afresh, as after a restart
-of the whole service.
+``on_restart`` callback: the rules' state of each terminal (metrics, windows, ``for``
+timers) starts afresh, as after a restart of the whole service.
 """
 
 from __future__ import annotations
@@ -100,16 +99,13 @@ class RuleProcess:
     async def assume_firing(self, rows: list[tuple[str, str, datetime]]) -> None:
         """Start from these open incidents: (terminal, rule id, opened at)."""
         if rows:
-            await self._request("assume", rows)
+            await (await self._send("assume", rows))
 
     async def set_intended_firmware(
         self, terminal_id: str, version: str | None, now: datetime
     ) -> asyncio.Future[EngineAnswer]:
         """The firmware a rollout wants ``terminal_id`` on (None: no intent)."""
         return await self._send("intend", terminal_id, version, now)
-
-    async def _request(self, op: str, *args: Any) -> EngineAnswer:
-        return await (await self._send(op, *args))
 
     async def _send(
         self, op: str, *args: Any, urgent: bool = False
@@ -130,12 +126,12 @@ class RuleProcess:
     # -- the process ---------------------------------------------------------------------
 
     async def _ensure_started(self) -> asyncio.subprocess.Process:
-        if self._proc is not None and self._proc.returncode is None:
+        if self._proc is not None and self.pid is not None:
             return self._proc
         async with self._start_lock:
             if self._closed:
                 raise RuleWorkerError("the rule worker is closed")
-            if self._proc is not None and self._proc.returncode is None:
+            if self._proc is not None and self.pid is not None:
                 return self._proc
             restarting = self._proc is not None
             if restarting:

@@ -133,7 +133,6 @@ class Diagnostics:
             notifier=notifier,
             recently_updated=self._recently_updated,
         )
-        self._lock = asyncio.Lock()
         self._reload_lock = asyncio.Lock()
         self._mtimes: dict[Path, float] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -145,7 +144,7 @@ class Diagnostics:
         self._rules = {rule.id: rule for rule in rules}
         self.stats.rules = len(rules)
         self._mtimes = self._rule_file_mtimes()
-        self._engine = RuleProcess(tuple(rules), on_restart=self._resume_open_incidents)
+        self._engine = RuleProcess(tuple(rules), on_restart=self._restarted)
         await self._engine.__aenter__()
         try:
             await self._resume_open_incidents()
@@ -186,8 +185,11 @@ class Diagnostics:
 
     def _count_failure(self) -> None:
         self.stats.failed_requests += 1
-        if self._engine is not None:
-            self.stats.worker_restarts = self._engine.restarts
+
+    async def _restarted(self) -> None:
+        """A new rule worker: count it and tell it what is open."""
+        self.stats.worker_restarts += 1
+        await self._resume_open_incidents()
 
     @property
     def rules(self) -> list[Rule]:
@@ -268,13 +270,11 @@ class Diagnostics:
         self.stats.engine_seconds += answer.cpu_seconds
         self.engine_stats = answer.stats
         self._firmware_changed.update(answer.firmware_changes)
-        if self._engine is not None:
-            self.stats.worker_restarts = self._engine.restarts
         known = self._rules if rules is None else rules
         findings = [f for w in answer.findings if (f := from_wire(w, known)) is not None]
         if findings:
-            async with self._lock:
-                await self.recorder.apply(findings)
+            # Only the answers' task records, one answer at a time: no lock needed.
+            await self.recorder.apply(findings)
 
     # -- rules ---------------------------------------------------------------------------
 
